@@ -1,0 +1,48 @@
+# streamrag: `make demo` runs the main job, `make test` runs the tests. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng
+
+.PHONY: demo test bench lint typecheck apt venv clean
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# CPU torch first: an open range would pull a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[test,demo]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian packages the converter uses (OCR); installed when missing, quietly skipped without root.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "note: apt packages missing:$$missing (run as root to install)"; fi; \
+	fi
+
+demo: apt venv
+	$(PY) -m streamrag._demo .demo/haldvik-holm.pdf
+	$(VENV)/bin/streamrag ask .demo/haldvik-holm.pdf --store .demo/store --pace 1.0 \
+	  -q "In which year was the Haldvik Holm Field Station founded, and by whom?" \
+	  -q "How much water do the rainwater cisterns hold?" \
+	  -q "What is the code word for evacuating the whole island?"
+
+test: apt venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q
+
+bench: venv
+	$(PY) benchmarks/ttfa.py
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

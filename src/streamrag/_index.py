@@ -1,0 +1,251 @@
+"""The live index: pages in (any order, any time), chunks embedded and written to Chroma at once,
+queries answered over whatever is indexed, with coverage per document.
+
+Built on llama-index-core: chunks are ``TextNode``s, embedded by a ``BaseEmbedding`` and written
+through ``VectorStoreIndex`` into a ``ChromaVectorStore``. Writes are serialised; queries run
+alongside them and always see the latest writes (each query asks the store afresh).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from llama_index.core import VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilter, MetadataFilters
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+from ._chunker import Chunk, StreamChunker
+from ._embedding import load_embedder, token_counter, window
+from ._models import Citation, Coverage, PageEvent
+from ._store import PageLedger, chunk_collection, open_chroma
+
+__all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
+
+DEFAULT_COLLECTION = "streamrag"
+_META_KEYS = ["page", "pages", "pieces", "prefix_len"]
+# LlamaIndex writes a node's source document id into the store as ``document_id`` (and ``doc_id``,
+# ``ref_doc_id``); streamrag filters and deletes by it.
+_DOC_KEY = "document_id"
+
+
+@dataclass(frozen=True)
+class PageUpdate:
+    """What indexing one page changed."""
+
+    event: PageEvent
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    duplicate: bool = False
+
+
+@dataclass
+class _Doc:
+    chunker: StreamChunker
+    pages: dict[int, PageEvent] = field(default_factory=dict)
+    total: int | None = None
+    finished: bool = False
+
+    def coverage(self, doc_id: str) -> Coverage:
+        seen = sorted(self.pages)
+        complete = self.total is not None and all(i in self.pages for i in range(1, self.total + 1))
+        return Coverage(
+            doc_id=doc_id,
+            pages_seen=seen,
+            pages_without_content=[p for p in seen if not self.pages[p].has_content],
+            pages_total=self.total,
+            complete=complete,
+            finished=complete or self.finished,
+        )
+
+
+def _node(chunk: Chunk) -> TextNode:
+    meta: dict[str, Any] = {
+        "page": chunk.page,
+        "pages": ",".join(map(str, chunk.pages)),
+        "pieces": ";".join(f"{p}:{a}:{b}" for p, a, b in chunk.pieces),
+        "prefix_len": len(chunk.prefix),
+    }
+    return TextNode(
+        id_=chunk.chunk_id,
+        text=chunk.text,
+        metadata=meta,
+        excluded_embed_metadata_keys=_META_KEYS,
+        excluded_llm_metadata_keys=_META_KEYS,
+        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=chunk.doc_id)},
+    )
+
+
+def chunk_of(node: Any, doc_id: str | None = None) -> Chunk:
+    """The :class:`Chunk` a stored node holds (page spans rebuilt from its metadata)."""
+    meta = node.metadata
+    doc_id = doc_id or node.ref_doc_id or str(meta.get(_DOC_KEY, ""))
+    pieces = tuple(tuple(int(x) for x in part.split(":")) for part in str(meta["pieces"]).split(";"))
+    text = node.get_content()
+    return Chunk(doc_id, text, pieces, prefix=text[: int(meta.get("prefix_len", 0))])  # type: ignore[arg-type]
+
+
+class LiveIndex:
+    """A Chroma-backed index that grows page by page while it is being queried.
+
+    ``store`` is a directory for an embedded Chroma (default: :func:`~streamrag._store.default_store`);
+    ``embed_model`` a LlamaIndex embedding or a sentence-transformers model name/path (default: the
+    packaged all-MiniLM-L6-v2); ``chunk_tokens`` the chunk budget (default: the model's window).
+    """
+
+    def __init__(
+        self,
+        store: str | Path | None = None,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        embed_model: BaseEmbedding | str | None = None,
+        chroma_client: Any = None,
+        chunk_tokens: int | None = None,
+    ) -> None:
+        self.embed_model = embed_model if isinstance(embed_model, BaseEmbedding) else load_embedder(embed_model)
+        client = chroma_client if chroma_client is not None else open_chroma(store)
+        self._collection = chunk_collection(client, collection)
+        self.vector_store: BasePydanticVectorStore = ChromaVectorStore(chroma_collection=self._collection)
+        self.index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=self.embed_model)
+        self._ledger = PageLedger(client, f"{collection}-pages")
+        self._count = token_counter(self.embed_model)
+        self.chunk_tokens = chunk_tokens or window(self.embed_model) - 2  # [CLS] and [SEP]
+        self._docs: dict[str, _Doc] = {}
+        self._write_lock = threading.RLock()  # one writer at a time
+        self._state_lock = threading.RLock()  # coverage snapshots vs. their updates
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _doc(self, doc_id: str) -> _Doc:
+        """A document's state, loaded from the store on first use (resume after a restart)."""
+        with self._state_lock:
+            if doc_id in self._docs:
+                return self._docs[doc_id]
+        doc = _Doc(StreamChunker(doc_id, self._count, self.chunk_tokens))
+        for event in self._ledger.load(doc_id):
+            doc.chunker.add(event.page_idx, event.text)
+            doc.pages[event.page_idx] = event
+            doc.total = event.pdf_selected_len or doc.total
+        if doc.pages:  # drop chunks written for pages whose record never landed (a crash between)
+            known = {c.chunk_id for c in doc.chunker.all_chunks()}
+            stored = self._collection.get(where={_DOC_KEY: doc_id}, include=[])["ids"]
+            orphans = [i for i in stored if i not in known]
+            if orphans:
+                self._collection.delete(ids=orphans)
+        with self._state_lock:
+            return self._docs.setdefault(doc_id, doc)
+
+    def add_page(self, event: PageEvent) -> PageUpdate:
+        """Chunk, embed and write one page; a page already indexed with the same text is a no-op."""
+        with self._write_lock:
+            doc = self._doc(event.doc_id)
+            old = doc.pages.get(event.page_idx)
+            if old is not None and old.text == event.text and old.error_id == event.error_id:
+                return PageUpdate(event, duplicate=True)
+            new, stale = doc.chunker.add(event.page_idx, event.text if event.has_content else None)
+            if new:
+                self.index.insert_nodes([_node(c) for c in new])
+            if stale:
+                self.vector_store.delete_nodes([c.chunk_id for c in stale])
+            self._ledger.record(event)
+            with self._state_lock:
+                doc.pages[event.page_idx] = event
+                if event.pdf_selected_len is not None:
+                    doc.total = event.pdf_selected_len
+            return PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale])
+
+    def finish(self, doc_id: str) -> Coverage:
+        """Mark a document's stream as ended (complete or not); returns its coverage."""
+        doc = self._doc(doc_id)
+        with self._state_lock:
+            doc.finished = True
+            return doc.coverage(doc_id)
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document's chunks and page records; other documents are untouched."""
+        with self._write_lock:
+            self._collection.delete(where={_DOC_KEY: doc_id})
+            self._ledger.delete(doc_id)
+            with self._state_lock:
+                self._docs.pop(doc_id, None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def coverage(self, doc_id: str) -> Coverage:
+        doc = self._doc(doc_id)
+        with self._state_lock:
+            return doc.coverage(doc_id)
+
+    def page_texts(self, doc_id: str) -> dict[int, str]:
+        """Each indexed page's text (empty for pages without content)."""
+        doc = self._doc(doc_id)
+        with self._state_lock:
+            return {p: e.text or "" for p, e in sorted(doc.pages.items())}
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        """Every chunk of a document as stored in Chroma, in document order."""
+        got = self._collection.get(where={_DOC_KEY: doc_id}, include=["documents", "metadatas"])
+        chunks = [
+            chunk_of(TextNode(id_=i, text=t, metadata=m), doc_id)
+            for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        ]
+        return sorted(chunks, key=lambda c: c.pieces[0])
+
+    def retrieve(
+        self, question: str | QueryBundle, doc_id: str | None = None, top_k: int = 5
+    ) -> tuple[list[Citation], Coverage | None]:
+        """The ``top_k`` chunks nearest the question, and the coverage they were drawn from.
+
+        Coverage is read after the search, under the lock writers hold while committing a page,
+        so every cited page is within it.
+        """
+        filters = None
+        if doc_id is not None:
+            filters = MetadataFilters(filters=[MetadataFilter(key=_DOC_KEY, value=doc_id)])
+        retriever = self.index.as_retriever(similarity_top_k=top_k, filters=filters)
+        hits: list[NodeWithScore] = retriever.retrieve(question)
+        with self._state_lock:
+            coverage = self._docs[doc_id].coverage(doc_id) if doc_id in self._docs else None
+        return [self._citation(h) for h in hits], coverage
+
+    def query_bundle(self, question: str) -> QueryBundle:
+        """A question with its embedding, to reuse across repeated live queries."""
+        return QueryBundle(question, embedding=self.embed_model.get_query_embedding(question))
+
+    @staticmethod
+    def _citation(hit: NodeWithScore) -> Citation:
+        chunk = chunk_of(hit.node)
+        score = hit.score or 0.0
+        cosine = 1.0 + math.log(score) if score > 0 else -1.0  # Chroma's score is exp(-cosine distance)
+        return Citation(
+            page=chunk.page,
+            pages=chunk.pages,
+            text=chunk.text,
+            score=round(cosine, 4),
+            doc_id=chunk.doc_id,
+            chunk_id=hit.node.node_id,
+            pieces=list(chunk.pieces),
+            prefix_len=len(chunk.prefix),
+        )
+
+    # -- async faces -----------------------------------------------------------------------
+
+    async def aadd_page(self, event: PageEvent) -> PageUpdate:
+        return await anyio.to_thread.run_sync(self.add_page, event)
+
+    async def aretrieve(
+        self, question: str | QueryBundle, doc_id: str | None = None, top_k: int = 5
+    ) -> tuple[list[Citation], Coverage | None]:
+        return await anyio.to_thread.run_sync(self.retrieve, question, doc_id, top_k)
+
+    async def acoverage(self, doc_id: str) -> Coverage:
+        return await anyio.to_thread.run_sync(self.coverage, doc_id)
+
+    async def afinish(self, doc_id: str) -> Coverage:
+        return await anyio.to_thread.run_sync(self.finish, doc_id)

@@ -1,0 +1,127 @@
+"""Live answers: questions asked while a document streams, answered as soon as a page is indexed,
+answered again whenever new pages change their top results, and finally when the stream ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import anyio.to_thread
+
+from ._answer import Answerer
+from ._index import LiveIndex
+from ._models import Answer, PageEvent
+
+__all__ = ["LiveQuestions", "PageSource", "aask", "ask"]
+
+
+class PageSource(Protocol):
+    """Anything with a ``doc_id`` that yields page events (sync, async, or both)."""
+
+    doc_id: str
+
+
+class LiveQuestions:
+    """A set of questions about one document, re-answered as its pages land in ``index``."""
+
+    def __init__(
+        self,
+        index: LiveIndex,
+        doc_id: str,
+        questions: Sequence[str],
+        *,
+        top_k: int = 5,
+        llm: Any = None,
+        started: float | None = None,
+    ) -> None:
+        self.index = index
+        self.doc_id = doc_id
+        self.questions = list(questions)
+        self.top_k = top_k
+        self.answerer = Answerer(index.embed_model, llm)
+        self.started = time.monotonic() if started is None else started
+        self._bundles = [index.query_bundle(q) for q in self.questions]
+        self._last: list[tuple[str, ...] | None] = [None] * len(self.questions)
+
+    def update(self, *, final: bool = False) -> list[Answer]:
+        """Answers whose top results changed since the last update (all of them when ``final``)."""
+        out = []
+        for i, bundle in enumerate(self._bundles):
+            citations, coverage = self.index.retrieve(bundle, self.doc_id, self.top_k)
+            key = tuple(c.chunk_id for c in citations)
+            if not citations and not final:
+                continue
+            if key == self._last[i] and not final:
+                continue
+            self._last[i] = key
+            coverage = coverage or self.index.coverage(self.doc_id)
+            text = self.answerer.answer(
+                bundle.query_str, citations, coverage.describe(), question_embedding=bundle.embedding
+            )
+            out.append(
+                Answer(
+                    question=bundle.query_str,
+                    answer=text,
+                    citations=citations,
+                    coverage=coverage,
+                    final=final,
+                    seconds=round(time.monotonic() - self.started, 3),
+                )
+            )
+        return out
+
+    async def aupdate(self, *, final: bool = False) -> list[Answer]:
+        return await anyio.to_thread.run_sync(lambda: self.update(final=final))
+
+
+def ask(
+    source: Iterable[PageEvent],
+    questions: Sequence[str],
+    index: LiveIndex,
+    *,
+    top_k: int = 5,
+    llm: Any = None,
+    started: float | None = None,
+) -> Iterator[PageEvent | Answer]:
+    """Index ``source`` page by page and yield each page event and each new answer, final ones last.
+
+    A document already complete in the store is answered at once without reading the source.
+    """
+    doc_id: str = source.doc_id  # type: ignore[attr-defined]
+    live = LiveQuestions(index, doc_id, questions, top_k=top_k, llm=llm, started=started)
+    if not index.coverage(doc_id).complete:
+        for event in source:
+            index.add_page(event)
+            yield event
+            if not index.coverage(doc_id).complete:  # at completion the final answers follow at once
+                yield from live.update()
+        index.finish(doc_id)
+    yield from live.update(final=True)
+
+
+async def aask(
+    source: AsyncIterable[PageEvent],
+    questions: Sequence[str],
+    index: LiveIndex,
+    *,
+    top_k: int = 5,
+    llm: Any = None,
+    started: float | None = None,
+) -> AsyncIterator[PageEvent | Answer]:
+    """The async face of :func:`ask`: pages are read on the event loop, indexing runs in a thread."""
+    doc_id: str = source.doc_id  # type: ignore[attr-defined]
+    live = await anyio.to_thread.run_sync(
+        lambda: LiveQuestions(index, doc_id, questions, top_k=top_k, llm=llm, started=started)
+    )
+    if not (await index.acoverage(doc_id)).complete:
+        async for event in source:
+            await index.aadd_page(event)
+            yield event
+            if not (await index.acoverage(doc_id)).complete:
+                for answer in await live.aupdate():
+                    yield answer
+        await index.afinish(doc_id)
+    for answer in await live.aupdate(final=True):
+        yield answer

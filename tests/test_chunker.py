@@ -1,0 +1,133 @@
+"""The MMD chunker on real captured pages: exact coverage, page spans, atomic blocks, the window."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import coverage_counts, mmd_pages
+from streamrag._chunker import StreamChunker, split_blocks
+from streamrag._embedding import token_counter, window
+
+
+@pytest.fixture(scope="module")
+def count(embedder: object):  # type: ignore[no-untyped-def]
+    return token_counter(embedder)  # type: ignore[arg-type]
+
+
+def chunk_all(doc: dict[int, str], count, max_tokens: int, order: list[int]) -> StreamChunker:  # type: ignore[no-untyped-def]
+    chunker = StreamChunker("doc", count, max_tokens)
+    for p in order:
+        chunker.add(p, doc[p] or None)
+    return chunker
+
+
+def test_every_character_is_in_exactly_one_chunk_in_any_arrival_order(captures: list[Path], count) -> None:  # type: ignore[no-untyped-def]
+    for capture in captures:
+        doc = mmd_pages(capture)
+        in_order = chunk_all(doc, count, 120, sorted(doc))
+        ids = sorted(c.chunk_id for c in in_order.all_chunks())
+        counts = coverage_counts(doc, in_order.all_chunks())
+        assert set(counts.values()) == {1}, capture.name
+        for seed in range(3):
+            order = sorted(doc)
+            random.Random(seed).shuffle(order)
+            shuffled = chunk_all(doc, count, 120, order)
+            assert sorted(c.chunk_id for c in shuffled.all_chunks()) == ids, (capture.name, order)
+
+
+def test_chunk_text_is_the_page_text_it_spans(captures: list[Path], count) -> None:  # type: ignore[no-untyped-def]
+    for capture in captures:
+        doc = mmd_pages(capture)
+        for chunk in chunk_all(doc, count, 254, sorted(doc)).all_chunks():
+            spanned = "".join(doc[p][a:b] for p, a, b in chunk.pieces)
+            assert chunk.text == chunk.prefix + spanned
+            assert chunk.pages == sorted({p for p, _, _ in chunk.pieces})
+
+
+def test_chunks_fit_the_models_window(captures: list[Path], embedder: object, count) -> None:  # type: ignore[no-untyped-def]
+    limit = window(embedder) - 2  # type: ignore[arg-type]
+    assert limit == 254  # all-MiniLM-L6-v2 reads 256 word pieces, two of them special
+    for capture in captures:
+        doc = mmd_pages(capture)
+        chunks = chunk_all(doc, count, limit, sorted(doc)).all_chunks()
+        assert max(count([c.text for c in chunks])) <= limit
+
+
+def test_a_sentence_cut_by_the_page_break_is_one_chunk(captures: list[Path], count) -> None:  # type: ignore[no-untyped-def]
+    stitched = 0
+    for capture in captures:
+        doc = mmd_pages(capture)
+        chunks = chunk_all(doc, count, 254, sorted(doc)).all_chunks()
+        for p, text in doc.items():
+            continued = text.startswith("\n") and not text.startswith("\n\n") and doc.get(p - 1)
+            # a paragraph runs across the break (a table ending the page is not cut: nothing to join)
+            if continued and split_blocks(doc[p - 1])[-1].kind == split_blocks(text)[0].kind == "para":
+                # the page's first words share a chunk with the previous page's last words
+                head = text.strip().split()[0]
+                tail = doc[p - 1].rstrip().split()[-1]
+                assert any(
+                    {p - 1, p} <= set(c.pages) and tail + text[: text.index(head) + len(head)] in c.text for c in chunks
+                ), (capture.name, p)
+                stitched += 1
+    assert stitched >= 3  # the captures hold several continued pages
+
+
+def test_continuation_arriving_first_is_indexed_then_replaced(captures: list[Path], count) -> None:  # type: ignore[no-untyped-def]
+    doc = mmd_pages(next(c for c in captures if c.name == "midterm-old"))
+    assert doc[2].startswith("\n") and not doc[2].startswith("\n\n")
+    chunker = StreamChunker("doc", count, 254)
+    new2, stale2 = chunker.add(2, doc[2])
+    assert new2 and not stale2 and all(c.pages[0] == 2 for c in new2)
+    new1, stale1 = chunker.add(1, doc[1])
+    assert {c.chunk_id for c in stale1} <= {c.chunk_id for c in new2} and stale1
+    assert any(c.pages[:2] == [1, 2] for c in new1)
+
+
+def test_display_math_and_tabular_are_never_cut(captures: list[Path], count) -> None:  # type: ignore[no-untyped-def]
+    atomic = 0
+    for capture in captures:
+        doc = mmd_pages(capture)
+        chunks = chunk_all(doc, count, 254, sorted(doc)).all_chunks()
+        for text in doc.values():
+            for block in split_blocks(text):
+                if block.kind != "atomic":
+                    continue
+                atomic += 1
+                body = text[block.start : block.end]
+                if max(count([body])) <= 254:
+                    assert any(body in c.text for c in chunks), body[:60]
+    assert atomic >= 10
+
+
+def test_blocks_of_mmd_constructs() -> None:
+    text = (
+        "\\title{\nFinal Exam\n}\n\nIntro line one\nline two.\n\\begin{tabular}{l|c}\na & b \\\\\n\n"
+        "c & d\n\\end{tabular}\n\\[\nx^2\n\n+ y\n\\]\n$$a=b$$\n```\ncode\n\nmore\n```\n## Heading\ntext"
+    )
+    kinds = [(b.kind, text[b.start : b.end].split("\n")[0]) for b in split_blocks(text)]
+    assert kinds == [
+        ("heading", "\\title{"),
+        ("para", "Intro line one"),
+        ("atomic", "\\begin{tabular}{l|c}"),
+        ("atomic", "\\["),
+        ("atomic", "$$a=b$$"),
+        ("atomic", "```"),
+        ("heading", "## Heading"),
+        ("para", "text"),
+    ]
+
+
+def test_oversized_blocks_are_split_within_the_window(count) -> None:  # type: ignore[no-untyped-def]
+    rows = "\n".join(f"row {i} & value {i} & more words here \\\\" for i in range(200))
+    table = f"\\begin{{tabular}}{{l|c|c}}\n{rows}\n\\end{{tabular}}"
+    prose = " ".join(f"Sentence number {i} says something about streaming." for i in range(200))
+    chunker = StreamChunker("doc", count, 100)
+    new, _ = chunker.add(1, prose + "\n\n" + table)
+    assert len(new) > 4
+    assert max(count([c.text for c in new])) <= 100
+    table_chunks = [c for c in new if "row " in c.text]
+    assert all(c.text.startswith("\\begin{tabular}{l|c|c}") for c in table_chunks)
+    assert set(coverage_counts({1: prose + "\n\n" + table}, new).values()) == {1}
