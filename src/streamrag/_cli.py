@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
         pace=args.pace,
         framing=args.framing,
         app_key=args.app_key or os.environ.get("STREAMRAG_APP_KEY") or None,
+        page_quota=args.page_quota,
     )
     return 0
 
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pace", type=float, default=0.0, help="seconds per page, at least (default 0)")
     serve.add_argument("--framing", choices=["lines", "sse"], default="lines")
     serve.add_argument("--app-key", help="require this app_key header (or set STREAMRAG_APP_KEY)")
+    serve.add_argument("--page-quota", type=int, help="pages accepted in all; beyond it uploads get HTTP 429")
     serve.set_defaults(func=_serve)
 
     ask = sub.add_parser("ask", help="ask questions of a PDF (or recorded stream) while it streams")

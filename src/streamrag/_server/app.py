@@ -1,13 +1,15 @@
 """The Starlette app: Mathpix's PDF routes, app_key auth, and the jobs' producer tasks.
 
-Every error is a Mathpix error body with HTTP 200, except ``http_unauthorized`` (401) and the
+Every error is a Mathpix error body with HTTP 200, except ``http_unauthorized`` (401),
+``http_max_requests`` (429) and the
 ``.mmd`` download (404 until completed, for unknown ids and after DELETE). Error ids of this server
 beyond :mod:`.options` and :mod:`.backends`: ``pdf_unknown_id`` (unknown or malformed id),
 ``pdf_missing`` (no ``file``, no ``url``, or a malformed multipart body), ``pdf_download_error``
 (the ``url`` could not be fetched), ``pdf_too_large`` (over 1 GB, Mathpix's limit),
 ``opts_streaming_required`` (``/stream`` of a job uploaded without ``"streaming": true``),
-``pdf_not_ready`` (``.mmd`` before completion), ``sys_exception`` (a failure of the server; also sent
-as the last line of a stream whose job failed).
+``pdf_not_ready`` (``.mmd`` before completion), ``http_max_requests`` (429 with ``Retry-After``,
+past ``page_quota``, with Mathpix's ``limit_name``/``limit_value``/``count``), ``sys_exception``
+(a failure of the server; also sent as the last line of a stream whose job failed).
 
 Stream framing: bare JSON lines (``application/x-ndjson``) or SSE ``data:`` events
 (``text/event-stream``). Other result formats (``.md``, ``.lines.json`` …) are not served.
@@ -53,6 +55,8 @@ class ServerState:
     framing: Framing = "lines"
     jobs: JobStore = field(default_factory=JobStore)
     task_group: anyio.abc.TaskGroup | None = None
+    page_quota: int | None = None  # pages this server converts in its lifetime (Mathpix: per month)
+    pages_used: int = 0
 
 
 def error_response(error_id: str, message: str, status_code: int = 200) -> JSONResponse:
@@ -130,8 +134,10 @@ def create_app(
     pace: float = 0.0,
     framing: Framing = "lines",
     app_key: str | None = None,
+    page_quota: int | None = None,
 ) -> Starlette:
     """The server's ASGI app. ``recordings``: a folder (or folders) of recordings for ``replay``.
+    ``page_quota``: pages accepted in all; an upload beyond it gets Mathpix's 429 body.
 
     The app's :class:`ServerState` is ``app.state.server``; its lifespan must run (uvicorn does).
     """
@@ -146,7 +152,7 @@ def create_app(
         raise ValueError(f"backend must be 'local' or 'replay', not {backend!r}")
     else:
         chosen = backend
-    state = ServerState(chosen, framing)
+    state = ServerState(chosen, framing, page_quota=page_quota)
 
     def job_or_none(request: Request) -> Job | None:
         return state.jobs.get(str(request.path_params["pdf_id"]))
@@ -161,6 +167,18 @@ def create_app(
             source = await state.backend.open(data, options)
         except ApiError as exc:
             return error_response(exc.error_id, exc.message, exc.status_code)
+        if state.page_quota is not None and state.pages_used + source.num_pages > state.page_quota:
+            await source.aclose()
+            count = state.pages_used + source.num_pages
+            body = error_body(
+                "http_max_requests",
+                "Page limit exceeded",
+                limit_name="page_monthly_limit",
+                limit_value=state.page_quota,
+                count=count,
+            )
+            return JSONResponse(body, status_code=429, headers={"Retry-After": "60"})
+        state.pages_used += source.num_pages
         if state.task_group is None:  # pragma: no cover - the lifespan did not run
             await source.aclose()
             return error_response("sys_exception", "The server is not running")

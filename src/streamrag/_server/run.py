@@ -77,6 +77,7 @@ def serve(
     pace: float = 0.0,
     framing: Framing = "lines",
     app_key: str | None = None,
+    page_quota: int | None = None,
 ) -> None:
     """Serve the Mathpix-compatible API until SIGTERM or SIGINT; prints the URL once it listens."""
     if backend == "replay" and recordings is None:
@@ -84,7 +85,9 @@ def serve(
     if pace < 0:
         raise SystemExit("streamrag serve: --pace must be >= 0")
     try:
-        app = create_app(backend=backend, recordings=recordings, pace=pace, framing=framing, app_key=app_key)
+        app = create_app(
+            backend=backend, recordings=recordings, pace=pace, framing=framing, app_key=app_key, page_quota=page_quota
+        )
         sock = bind_socket(host, port)
     except (OSError, ValueError, StreamragError) as exc:
         raise SystemExit(f"streamrag serve: {exc}") from None

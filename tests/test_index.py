@@ -1,0 +1,111 @@
+"""The live index on a real embedded Chroma with the real embedder."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from conftest import coverage_counts, mmd_pages
+from streamrag import LiveIndex, PageEvent, RecordedStream
+from streamrag._index import _node
+from streamrag._stream import read_recording
+
+
+def events(capture: Path, doc_id: str = "doc") -> list[PageEvent]:
+    return [PageEvent.from_message(m, doc_id) for m in read_recording(capture / "stream.json")]
+
+
+def capture_named(captures: list[Path], name: str) -> Path:
+    return next(c for c in captures if c.name == name)
+
+
+def test_index_holds_every_page_exactly_once(index: LiveIndex, captures: list[Path]) -> None:
+    capture = capture_named(captures, "exam-2019")
+    for event in events(capture):
+        index.add_page(event)
+    coverage = index.coverage("doc")
+    assert coverage.complete and coverage.pages_indexed == 15 and len(coverage.pages_without_content) == 7
+    pages = mmd_pages(capture)
+    chunks = index.chunks("doc")
+    assert set(coverage_counts(pages, chunks).values()) == {1}
+    for chunk in chunks:
+        assert chunk.text == chunk.prefix + "".join(pages[p][a:b] for p, a, b in chunk.pieces)
+    assert "".join(index.page_texts("doc").values()) == (capture / "result.mmd").read_text(encoding="utf-8")
+
+
+def test_any_arrival_order_with_duplicates_ends_in_the_same_index(
+    tmp_path: Path, embedder: object, captures: list[Path]
+) -> None:
+    capture = capture_named(captures, "final-old")
+    in_order = LiveIndex(tmp_path / "a", embed_model=embedder)  # type: ignore[arg-type]
+    for event in events(capture):
+        in_order.add_page(event)
+    shuffled = LiveIndex(tmp_path / "b", embed_model=embedder)  # type: ignore[arg-type]
+    messy = events(capture) * 2
+    random.Random(7).shuffle(messy)
+    updates = [shuffled.add_page(e) for e in messy]
+    assert sum(u.duplicate for u in updates) == 15
+    assert sum(bool(u.removed) for u in updates) > 0  # neighbours arrived later and replaced chunks
+
+    def snapshot(index: LiveIndex) -> list[tuple[str, str]]:
+        got = index._collection.get(include=["documents"])
+        return sorted(zip(got["ids"], got["documents"], strict=True))
+
+    assert snapshot(shuffled) == snapshot(in_order)
+    assert len(snapshot(in_order)) == len(in_order.chunks("doc"))
+
+
+def test_a_new_process_resumes_from_the_store(tmp_path: Path, embedder: object, captures: list[Path]) -> None:
+    capture = capture_named(captures, "midterm-old")
+    first = LiveIndex(tmp_path / "store", embed_model=embedder)  # type: ignore[arg-type]
+    all_events = events(capture)
+    for event in all_events[:6]:
+        first.add_page(event)
+    # a crash between writing a page's chunks and recording the page leaves orphans behind
+    orphan = RecordedStream(capture / "stream.json", doc_id="doc")
+    from streamrag._chunker import StreamChunker
+
+    chunker = StreamChunker("doc", first._count, first.chunk_tokens)
+    for message in orphan.messages[:8]:
+        chunker.add(message.page_idx, message.text)
+    written_ids = {c.chunk_id for c in first.chunks("doc")}
+    orphans = [c for c in chunker.chunks[7] if c.chunk_id not in written_ids]
+    assert orphans
+    first.index.insert_nodes([_node(c) for c in orphans])
+
+    second = LiveIndex(tmp_path / "store", embed_model=embedder)  # type: ignore[arg-type]
+    coverage = second.coverage("doc")
+    assert coverage.pages_seen == [1, 2, 3, 4, 5, 6] and not coverage.complete
+    assert not {c.chunk_id for c in orphans} & {c.chunk_id for c in second.chunks("doc")}
+    assert second.add_page(all_events[0]).duplicate
+    for event in all_events[6:]:
+        second.add_page(event)
+    assert second.coverage("doc").complete
+    assert set(coverage_counts(mmd_pages(capture), second.chunks("doc")).values()) == {1}
+
+
+def test_retrieval_sees_pages_written_after_the_retriever_was_made(index: LiveIndex, captures: list[Path]) -> None:
+    capture = capture_named(captures, "final-old")
+    retriever = index.index.as_retriever(similarity_top_k=3)
+    assert retriever.retrieve("PageRank") == []
+    question = "What is the purpose of the E(p) term in the PageRank algorithm?"
+    for event in events(capture):
+        index.add_page(event)
+        citations, coverage = index.retrieve(question, "doc", top_k=3)
+        assert coverage is not None
+        assert {p for c in citations for p in c.pages} <= set(coverage.pages_seen)
+    assert [n.node.node_id for n in retriever.retrieve(question)]
+    citations, _ = index.retrieve(question, "doc", top_k=1)
+    assert citations[0].page == 14 and "E(p)" in citations[0].text
+
+
+def test_documents_are_separate(index: LiveIndex, captures: list[Path]) -> None:
+    a, b = capture_named(captures, "midterm-old"), capture_named(captures, "exam-2024-solutions")
+    for event in events(a, "a") + events(b, "b"):
+        index.add_page(event)
+    citations, _ = index.retrieve("cosine similarity of two documents", "b", top_k=5)
+    assert citations and {c.doc_id for c in citations} == {"b"}
+    before = len(index.chunks("b"))
+    index.delete_document("a")
+    assert index.chunks("a") == [] and index.coverage("a").pages_indexed == 0
+    assert len(index.chunks("b")) == before and index.coverage("b").complete

@@ -1,0 +1,94 @@
+"""Live answers: early, refined when the top results change, final at the end, always cited."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from llama_index.core.llms import MockLLM
+
+from streamrag import Answer, LiveIndex, LiveQuestions, LocalPDF, MathpixPDF, PageEvent, RecordedStream, aask, ask
+from streamrag._demo import DEMO_QUESTIONS, write_demo_pdf
+
+QUESTIONS = [
+    "What is the purpose of the E(p) term in the PageRank algorithm?",
+    "How is the TF-IDF weighted term vector calculated?",
+]
+
+
+def check_answers(items: list[PageEvent | Answer], questions: list[str]) -> list[Answer]:
+    answers = [i for i in items if isinstance(i, Answer)]
+    pages = [i for i in items if isinstance(i, PageEvent)]
+    assert pages, "the source was read"
+    first = answers[0]
+    assert first.coverage.pages_indexed < (first.coverage.pages_total or 0), "answered while streaming"
+    assert items.index(first) == 1, "answered right after the first page"
+    for answer in answers:
+        assert answer.citations
+        assert {p for c in answer.citations for p in c.pages} <= set(answer.coverage.pages_seen)
+        assert "[p. " in answer.answer  # each extracted sentence names its page
+    for q in questions:
+        mine = [a for a in answers if a.question == q]
+        assert mine[-1].final and mine[-1].coverage.complete
+        assert sum(a.final for a in mine) == 1
+        refinements = [tuple(c.chunk_id for c in a.citations) for a in mine if not a.final]
+        assert len(set(refinements)) == len(refinements), "re-answered only when the top results changed"
+    return answers
+
+
+def test_ask_answers_early_and_refines(index: LiveIndex, captures: list[Path]) -> None:
+    capture = next(c for c in captures if c.name == "final-old")
+    items = list(ask(RecordedStream(capture / "stream.json"), QUESTIONS, index))
+    answers = check_answers(items, QUESTIONS)
+    final = next(a for a in answers if a.final and a.question == QUESTIONS[0])
+    assert "[p. 14]" in final.answer and final.citations[0].page == 14
+    assert final.coverage.describe() == "pages 1–15 of 15 indexed; complete"
+    assert answers[0].coverage.describe().endswith("still streaming")
+
+
+@pytest.mark.anyio
+async def test_aask_over_a_local_pdf(index: LiveIndex, tmp_path: Path) -> None:
+    pdf = write_demo_pdf(tmp_path / "demo.pdf")
+    items = [item async for item in aask(LocalPDF(pdf), DEMO_QUESTIONS, index)]
+    answers = check_answers(items, DEMO_QUESTIONS)
+    finals = {a.question: a for a in answers if a.final}
+    assert "1987" in finals[DEMO_QUESTIONS[0]].answer
+    assert "64,000" in finals[DEMO_QUESTIONS[1]].answer
+    assert "Blue Heron" in finals[DEMO_QUESTIONS[2]].answer
+
+
+def test_a_complete_document_is_answered_from_the_store(index: LiveIndex, captures: list[Path]) -> None:
+    capture = next(c for c in captures if c.name == "midterm-old")
+    list(ask(RecordedStream(capture / "stream.json"), QUESTIONS, index))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # reading this source would fail
+    source = MathpixPDF(capture / "midterm-old.pdf", api_url=dead, app_key="")
+    assert source.doc_id == RecordedStream(capture / "stream.json").doc_id
+    items = list(ask(source, QUESTIONS, index))
+    assert all(isinstance(i, Answer) and i.final and i.coverage.complete for i in items)
+    assert len(items) == len(QUESTIONS)
+
+
+def test_an_llm_answers_over_the_same_citations(index: LiveIndex, captures: list[Path]) -> None:
+    capture = next(c for c in captures if c.name == "final-old")
+    list(ask(RecordedStream(capture / "stream.json"), QUESTIONS, index))
+    doc_id = RecordedStream(capture / "stream.json").doc_id
+    extractive = LiveQuestions(index, doc_id, QUESTIONS[:1]).update(final=True)[0]
+    generated = LiveQuestions(index, doc_id, QUESTIONS[:1], llm=MockLLM()).update(final=True)[0]
+    assert [c.chunk_id for c in generated.citations] == [c.chunk_id for c in extractive.citations]
+    # MockLLM echoes its prompt: the context is the cited text, labelled with pages, and the coverage
+    assert extractive.citations[0].text in generated.answer
+    assert "(p. 14)" in generated.answer and "pages 1–15 of 15 indexed; complete" in generated.answer
+    assert generated.answer != extractive.answer
+
+
+def test_pages_without_content_are_counted_not_indexed(index: LiveIndex, captures: list[Path]) -> None:
+    capture = next(c for c in captures if c.name == "exam-2019")
+    items = list(ask(RecordedStream(capture / "stream.json"), ["What is depth-first search?"], index))
+    final = items[-1]
+    assert isinstance(final, Answer)
+    assert final.coverage.pages_without_content == [2, 4, 6, 8, 10, 12, 14]
+    assert "(7 without content)" in final.coverage.describe()
+    assert not {2, 4, 6, 8, 10, 12, 14} & {p for c in final.citations for p in c.pages}
