@@ -7,13 +7,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-APT_PACKAGES := tesseract-ocr tesseract-ocr-eng
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd tesseract-ocr-chi-sim tesseract-ocr-ara tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu
 
 .PHONY: demo test bench lint typecheck apt venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 	# CPU torch first: an open range would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test,demo]'

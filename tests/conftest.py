@@ -43,8 +43,8 @@ def captures(shared: Path) -> list[Path]:
 class ServerProcess:
     """A ``streamrag serve`` child process; ``url`` is read from its first line of output."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        cmd = [sys.executable, "-m", "streamrag", "serve", "--port", "0", *args]
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, port: int = 0) -> None:
+        cmd = [sys.executable, "-m", "streamrag", "serve", "--port", str(port), *args]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -70,7 +70,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc.stdout:
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.output.append(self.proc.stdout.read())  # everything it printed, for tests to inspect
             self.proc.stdout.close()
 
 

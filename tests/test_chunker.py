@@ -131,3 +131,37 @@ def test_oversized_blocks_are_split_within_the_window(count) -> None:  # type: i
     table_chunks = [c for c in new if "row " in c.text]
     assert all(c.text.startswith("\\begin{tabular}{l|c|c}") for c in table_chunks)
     assert set(coverage_counts({1: prose + "\n\n" + table}, new).values()) == {1}
+
+
+def test_section_path_reaches_later_pages_and_is_recomputed_when_an_earlier_page_is_late(
+    captures: list[Path], count
+) -> None:  # type: ignore[no-untyped-def]
+    doc = mmd_pages(next(c for c in captures if c.name == "exam-2017-solutions2"))
+    in_order = chunk_all(doc, count, 254, sorted(doc))
+    sections = {p: {c.section for c in in_order.chunks[p]} for p in in_order.chunks}
+    assert sections[8] == sections[9] == {"Final Exam > Game Playing"}  # the heading is on page 5
+    assert sections[3] == {"Final Exam > determinate"}
+    chunker = StreamChunker("doc", count, 254)
+    index: dict[str, object] = {}
+    for p in [9, 8, 7, 6, 1, 2, 3, 4, 5]:  # page 5, holding the heading, arrives last
+        new, stale = chunker.add(p, doc[p] or None)
+        for c in stale:
+            del index[c.chunk_id]
+        index.update({c.chunk_id: c for c in new})
+        if p == 4:
+            assert {c.section for c in chunker.chunks[9]} == {"Final Exam > determinate"}
+    assert set(index) == {c.chunk_id for c in in_order.all_chunks()}  # replaced, nothing lost or doubled
+
+
+def test_a_question_naming_a_section_finds_chunks_under_it(captures: list[Path], index) -> None:  # type: ignore[no-untyped-def]
+    from streamrag._models import PageEvent
+
+    doc = mmd_pages(next(c for c in captures if c.name == "exam-2017-solutions2"))
+    for p, text in doc.items():
+        index.add_page(PageEvent(doc_id="d", page_idx=p, text=text or None, pdf_selected_len=len(doc)))
+    citations, _ = index.retrieve("Game Playing", "d", 3)
+    # every hit sits under the "Game Playing" section (pages 5-9), though not every hit holds the heading
+    assert all(c.page >= 5 for c in citations), [c.pages for c in citations]
+    assert any("Game Playing" not in c.text for c in citations)
+    stored = {c.chunk_id: c for c in index.chunks("d")}
+    assert all(stored[c.chunk_id].section == "Final Exam > Game Playing" for c in citations)

@@ -13,8 +13,7 @@ from typing import Any
 import pypdfium2 as pdfium
 import pytest
 
-from streamrag import _convert
-from streamrag._convert import PDFIUM_LOCK, PdfPages, convert_pdf, parse_page_ranges
+from streamrag._convert import PDFIUM_LOCK, PdfPages, _pages, convert_pdf, parse_page_ranges
 from streamrag._exceptions import ConversionError
 from streamrag._models import PageMessage
 
@@ -105,23 +104,16 @@ def test_word_f1_against_mathpix(shared: Path) -> None:
 
 
 def test_pages_are_converted_lazily_and_without_holding_the_lock(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    converted: list[int] = []
-    original = _convert._read_lines
-
-    def counting(textpage: Any) -> Any:
-        converted.append(1)
-        return original(textpage)
-
-    monkeypatch.setattr(_convert, "_read_lines", counting)
-    with PdfPages(read(corpus / "freeculture.pdf")) as pages:
-        assert len(pages) == 352 and converted == []
+    """The 352-page book: its first page needs only a few pages read (neighbours for running headers)."""
+    with PdfPages(read(corpus / "freeculture.pdf"), page_ranges="2-352") as pages:
+        assert len(pages) == 351 and pages.pages_read == 0
         iterator = iter(pages)
         first = next(iterator)
-        assert first.page_idx == 1 and len(converted) == 1
+        assert first.page_idx == 1 and first.text and pages.pages_read <= 4
         assert PDFIUM_LOCK.acquire(blocking=False)  # not held between pages
         PDFIUM_LOCK.release()
         second = next(iterator)
-        assert second.page_idx == 2 and len(converted) == 2
+        assert second.page_idx == 2 and pages.pages_read <= 5
 
 
 def test_two_documents_convert_in_threads_like_one_at_a_time(corpus: Path) -> None:
@@ -189,16 +181,14 @@ def test_blank_pages_are_mathpix_image_no_content(corpus: Path) -> None:
 
 
 def test_a_failing_page_is_a_page_error(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = _convert._read_lines
-    calls: list[int] = []
+    original = _pages.PdfPages._read_facts
 
-    def flaky(textpage: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
+    def flaky(self: PdfPages, number: int) -> Any:
+        if number == 2:
             raise RuntimeError("boom")
-        return original(textpage)
+        return original(self, number)
 
-    monkeypatch.setattr(_convert, "_read_lines", flaky)
+    monkeypatch.setattr(_pages.PdfPages, "_read_facts", flaky)
     messages = list(convert_pdf(read(corpus / "arxiv-0908.0054.pdf")))
     assert [m.error_info.id if m.error_info else "text" for m in messages] == [
         "text",

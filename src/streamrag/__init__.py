@@ -16,11 +16,13 @@ from ._exceptions import (
     ConversionError,
     MathpixError,
     RateLimitError,
+    RetryError,
     StreamFormatError,
     StreamragError,
     TransportError,
 )
 from ._models import Answer, Citation, Coverage, PageEvent, PageMessage, PdfStatus
+from ._retry import RetryPolicy
 from ._sources import LocalPDF, MathpixPDF, RecordedStream, document_id
 
 __version__ = "0.1.0"
@@ -65,6 +67,8 @@ __all__ = [
     "PdfStatus",
     "RateLimitError",
     "RecordedStream",
+    "RetryError",
+    "RetryPolicy",
     "StreamFormatError",
     "StreamragError",
     "TransportError",

@@ -1,17 +1,17 @@
 """Answers from retrieved chunks: extractive by default, generated when a LlamaIndex LLM is given.
 
-Extractive: the retrieved chunks are cut into sentences, each embedded (cached) and ranked by
-cosine similarity to the question; the best few, each with its page, form the answer. With an LLM,
-the same chunks are the context and the same citations are returned.
+Extractive: the retrieved chunks are cut into sentences, ranked by how much of the question's
+vocabulary they hold (IDF-weighted, crude stems) plus their chunk's similarity to the question; the
+best few, each with its page, form the answer. It costs no model call, so answers can be refreshed
+after every page. With an LLM, the same chunks are the context and the same citations returned.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from typing import Any
-
-import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from ._models import Citation
 
@@ -22,6 +22,12 @@ _HEADING_LINE = re.compile(r"\s*(?:#{1,6}\s|\\(?:title|section|subsection|subsub
 _FIGURE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _MARKUP = re.compile(
     r"\\(?:title|section|subsection|subsubsection|author)\*?\{|\\(?:begin|end)\{[^}]*\}|\\hline|\\\\|[{}]"
+)
+
+_WORD = re.compile(r"[^\W_]+")
+_STOP = frozenset(
+    "a an and are as at be by can do does for from has have how in into is it its of on or that the their "
+    "there this to was were what when where which who whom why will with".split()
 )
 
 PROMPT = (
@@ -43,36 +49,26 @@ def sentences(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def terms(text: str) -> set[str]:
+    """Content words of a text, cut to 5-letter stems so that inflections meet."""
+    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
 class Answerer:
     """Turns a question and its citations into an answer text."""
 
-    def __init__(
-        self,
-        embed_model: BaseEmbedding,
-        llm: Any = None,
-        max_sentences: int = 3,
-        spread: float = 0.15,
-        weak: float = 0.3,
-    ) -> None:
-        self.embed_model = embed_model
+    def __init__(self, llm: Any = None, max_sentences: int = 3, spread: float = 0.25, weak: float = 0.35) -> None:
         self.llm = llm
         self.max_sentences = max_sentences
-        self.spread = spread
-        self.weak = weak  # below this cosine similarity the best sentence is only a guess
-        self._cache: dict[str, np.ndarray] = {}
+        self.spread = spread  # keep sentences scoring within this of the best one
+        self.weak = weak  # below this score the best sentence is only a guess
 
-    def answer(
-        self,
-        question: str,
-        citations: list[Citation],
-        coverage: str,
-        question_embedding: list[float] | None = None,
-    ) -> str:
+    def answer(self, question: str, citations: list[Citation], coverage: str) -> str:
         if not citations:
             return f"Nothing indexed yet answers this ({coverage})."
         if self.llm is not None:
             return self._generate(question, citations, coverage)
-        return self._extract(question, citations, question_embedding)
+        return self._extract(question, citations)
 
     def _generate(self, question: str, citations: list[Citation], coverage: str) -> str:
         context = "\n\n".join(
@@ -81,27 +77,26 @@ class Answerer:
         prompt = PROMPT.format(coverage=coverage, context=context, question=question)
         return str(self.llm.complete(prompt).text).strip()
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            for t, v in zip(missing, self.embed_model.get_text_embedding_batch(missing), strict=True):
-                self._cache[t] = np.asarray(v, dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
-
-    def _extract(self, question: str, citations: list[Citation], q_emb: list[float] | None) -> str:
-        found: list[tuple[str, int]] = []
+    def _extract(self, question: str, citations: list[Citation]) -> str:
+        found: dict[str, tuple[int, float, set[str]]] = {}
         for c in citations:
             for offset, sentence in sentences(c.text):
-                found.append((sentence, c.page_at(offset)))
+                if sentence not in found:
+                    found[sentence] = (c.page_at(offset), c.score, terms(sentence))
         if not found:
             return " ".join(c.text.strip()[:300] for c in citations[:1])
-        unique = list(dict.fromkeys(found))
-        q = np.asarray(q_emb if q_emb is not None else self.embed_model.get_query_embedding(question))
-        vectors = self._embed([s for s, _ in unique])
-        scores = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q) + 1e-9)
-        order = np.argsort(-scores)[: self.max_sentences]
-        best = [i for i in order if scores[i] >= scores[order[0]] - self.spread]  # near the best only
-        text = " ".join(f"{unique[i][0]} [p. {unique[i][1]}]" for i in best)
-        if scores[order[0]] < self.weak:
+        asked = terms(question)
+        df = Counter(t for _, _, ts in found.values() for t in ts & asked)
+        weight = {t: math.log(1 + len(found) / (1 + df[t])) for t in asked}
+        total = sum(weight.values()) or 1.0
+
+        def score(item: tuple[int, float, set[str]]) -> float:
+            _, chunk_score, ts = item
+            return sum(weight[t] for t in ts & asked) / total + 0.5 * chunk_score
+
+        ranked = sorted(found.items(), key=lambda kv: -score(kv[1]))[: self.max_sentences]
+        best = score(ranked[0][1])
+        text = " ".join(f"{s} [p. {page}]" for s, (page, *_) in ranked if score(found[s]) >= best - self.spread)
+        if best < self.weak:
             return f"Nothing indexed so far answers this clearly; the closest passage: {text}"
         return text

@@ -1,14 +1,27 @@
-"""Streaming, MMD-aware chunking: pages in, chunks (with their page spans) out.
+"""Streaming, MMD-aware chunking: pages in, chunks (with their page spans and section path) out.
 
-A page is split into blocks — paragraphs, headings, and atomic blocks (display math, ``\\begin{…}``
-environments, fenced code) that are never cut, except an oversized one at line boundaries with its
-opening repeated. Blocks are packed into chunks that fit the embedder's window.
+A page is split into blocks (:mod:`streamrag._mmd`) — paragraphs, headings, asides and atomic blocks
+(display math, environments, fenced code) that are never cut, except an oversized one at row or line
+boundaries with its opening (and a table's header row) repeated and its closing appended. Blocks are
+packed into chunks that fit the embedder's window *together with* the section path the embedder sees
+as context (``section: Final Exam > Game Playing``); a heading starts a new chunk.
 
-Page breaks: a page whose text starts with a single ``"\\n"`` continues the previous page's paragraph.
-When both pages are present, that paragraph becomes one block owned by the earlier page, so a
-sentence cut by the break is one chunk. Pages are chunked the moment they arrive; when a neighbour
-arrives later the affected chunks are replaced (:meth:`StreamChunker.add` returns what to add and
-what to delete), so the index never holds a page's text twice and never waits for a page.
+Page breaks: a page whose text starts with a single ``"\\n"`` continues the previous page's paragraph
+(footnotes and figure links ending that page do not interrupt it). When both pages are present, that
+paragraph becomes one block owned by the earlier page, so a sentence cut by the break is one chunk.
+
+Two strategies, chosen by measurement (``benchmarks/retrieval.py``, recorded in
+``benchmarks/README.md``):
+
+- ``replace`` (default): a page is chunked the moment it arrives; when a neighbour arrives later the
+  affected chunks are replaced (:meth:`StreamChunker.add` returns what to add and what to delete).
+- ``hold``: a page's open tail (its last paragraph) and a continuing page's head are held back until
+  the neighbour arrives or :meth:`StreamChunker.finish` releases them.
+
+Section paths: a page's path starts where the previous present page's path ends, so headings on
+earlier pages reach later chunks. When an earlier page arrives late, the chunks whose path changes are
+replaced. With every page present the chunk set is the same for any arrival order; a missing page
+never blocks the others. Chunk ids are deterministic (document, spans, section, text).
 """
 
 from __future__ import annotations
@@ -19,121 +32,37 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Block", "Chunk", "StreamChunker", "split_blocks"]
+from ._mmd import Block, frame, heading_of, split_blocks
+
+__all__ = ["SECTION_KEY", "Block", "Chunk", "StreamChunker", "section_context", "split_blocks"]
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
-_HEADING = re.compile(r"\\(?:title|section|subsection|subsubsection|chapter|paragraph)\*?\{")
-_ENV = re.compile(r"\\begin\{([A-Za-z*]+)\}")
-_LINE_OPENERS = re.compile(
-    r"(?:\\begin\{|\\\[|\$\$|```|~~~|#{1,6}\s|\\(?:title|section|subsection|subsubsection|chapter)\*?\{)"
-)
+SECTION_KEY = "section"  # the node metadata key the embedder reads as context
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
+_MAX_LEVELS = 4  # a section path keeps its last few levels
 
 
-@dataclass(frozen=True)
-class Block:
-    """A span ``[start, end)`` of one page's text; ``kind`` is ``para``, ``heading`` or ``atomic``."""
-
-    start: int
-    end: int
-    kind: str
-
-
-def _match_brace(text: str, i: int) -> int:
-    """Index after the ``}`` closing the ``{`` at ``i`` (or the text's end if unclosed)."""
-    depth = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return len(text)
-
-
-def _find_or_end(text: str, needle: str, start: int) -> int:
-    j = text.find(needle, start)
-    return len(text) if j < 0 else j + len(needle)
-
-
-def _env_end(text: str, i: int, name: str) -> int:
-    """Index after the ``\\end{name}`` matching the ``\\begin{name}`` at ``i`` (nesting counted)."""
-    opener, closer = f"\\begin{{{name}}}", f"\\end{{{name}}}"
-    depth, j = 0, i
-    while j < len(text):
-        nb, ne = text.find(opener, j), text.find(closer, j)
-        if ne < 0:
-            return len(text)
-        if 0 <= nb < ne:
-            depth, j = depth + 1, nb + len(opener)
-        else:
-            depth, j = depth - 1, ne + len(closer)
-            if depth == 0:
-                return j
-    return len(text)
-
-
-def _para_end(text: str, i: int) -> int:
-    """End of a paragraph starting at ``i``: a blank line or a line that opens another block."""
-    j = i
-    while True:
-        nl = text.find("\n", j)
-        if nl < 0:
-            return len(text)
-        nxt = nl + 1
-        if nxt >= len(text) or text[nxt] == "\n" or _LINE_OPENERS.match(text, nxt):
-            return nl
-        j = nxt
-
-
-def split_blocks(text: str) -> list[Block]:
-    """Blocks of one page's MMD, in order, covering every non-space character exactly once."""
-    blocks: list[Block] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i].isspace():
-            i += 1
-            continue
-        if text.startswith("\\[", i):
-            end, kind = _find_or_end(text, "\\]", i + 2), "atomic"
-        elif text.startswith("$$", i):
-            end, kind = _find_or_end(text, "$$", i + 2), "atomic"
-        elif text.startswith(("```", "~~~"), i):
-            fence = text[i : i + 3]
-            end, kind = _find_or_end(text, "\n" + fence, i + 3), "atomic"
-        elif (m := _ENV.match(text, i)) is not None:
-            end, kind = _env_end(text, i, m.group(1)), "atomic"
-        elif (m := _HEADING.match(text, i)) is not None:
-            end, kind = _match_brace(text, m.end() - 1), "heading"
-        elif text.startswith("#", i) and re.match(r"#{1,6}\s", text[i : i + 7]):
-            nl = text.find("\n", i)
-            end, kind = (n if nl < 0 else nl), "heading"
-        else:
-            end, kind = _para_end(text, i), "para"
-        # trailing spaces belong to the gap, not the block
-        while end > i and text[end - 1].isspace():
-            end -= 1
-        blocks.append(Block(i, max(end, i + 1), kind))
-        i = max(end, i + 1)
-    return blocks
+def section_context(section: str) -> str:
+    """The text LlamaIndex puts before a chunk for the embedder (its default metadata template)."""
+    return f"{SECTION_KEY}: {section}\n\n" if section else ""
 
 
 @dataclass(frozen=True)
 class Chunk:
     """A piece of a document to embed. ``pieces`` are its spans: ``(page, start, end)`` slices of
-    page texts, in order; ``prefix``/``suffix`` are repeated environment lines of a split block."""
+    page texts, in order. ``text`` is ``prefix`` + the spanned text + ``suffix``: ``prefix``/``suffix``
+    are the repeated opening/closing lines of a split environment. The first ``overlap`` characters
+    of the spanned text repeat the end of the previous chunk (declared overlap). ``section`` is the
+    heading path the chunk sits under."""
 
     doc_id: str
     text: str
     pieces: tuple[tuple[int, int, int], ...]
     prefix: str = ""
+    section: str = ""
+    suffix: str = ""
+    overlap: int = 0
 
     @property
     def pages(self) -> list[int]:
@@ -145,44 +74,88 @@ class Chunk:
 
     @property
     def chunk_id(self) -> str:
-        """Deterministic: same document, same spans, same text → same id (re-writes are no-ops)."""
-        key = f"{self.doc_id}|{self.pieces}|{self.text}".encode()
+        """Deterministic: same document, spans, section and text → same id (re-writes are no-ops)."""
+        key = f"{self.doc_id}|{self.pieces}|{self.section}|{self.text}".encode()
         return f"{self.doc_id}-p{self.page}-{hashlib.sha256(key).hexdigest()[:16]}"
 
 
 @dataclass
 class _Unit:
-    """A block ready to pack: its spans, text and token count."""
+    """A block ready to pack: its spans, text, kind, section path and token count."""
 
     pieces: list[tuple[int, int, int]]
     text: str
     kind: str
+    path: tuple[str, ...] = ()
     tokens: int = 0
+    tail: bool = False  # the page's open tail (a paragraph that may go on on the next page)
+
+
+Path = tuple[tuple[int, str], ...]
+
+
+def _push(path: Path, heading: tuple[int, str]) -> Path:
+    level = heading[0]
+    kept = tuple(h for h in path if h[0] < level)
+    return (*kept, heading)
 
 
 @dataclass
 class StreamChunker:
-    """Chunks of one document, kept up to date as its pages arrive in any order."""
+    """Chunks of one document, kept up to date as its pages arrive in any order.
+
+    ``max_tokens`` is the embedder's budget per input (section context included); ``overlap_tokens``
+    repeats up to that many tokens of whole sentences from the previous chunk of the same page;
+    ``strategy`` is ``"replace"`` or ``"hold"``; ``sections=False`` leaves the section path out.
+    """
 
     doc_id: str
     count_tokens: TokenCounter
     max_tokens: int
+    overlap_tokens: int = 0
+    strategy: str = "replace"
+    sections: bool = True
     pages: dict[int, str] = field(default_factory=dict)
     chunks: dict[int, list[Chunk]] = field(default_factory=dict)
+    finished: bool = False
     _blocks: dict[int, list[Block]] = field(default_factory=dict)
+    _heads: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    _start: dict[int, Path] = field(default_factory=dict)
+    _ctx_tokens: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("replace", "hold"):
+            raise ValueError(f"unknown strategy {self.strategy!r}")
 
     def add(self, page_idx: int, text: str | None) -> tuple[list[Chunk], list[Chunk]]:
         """Take a page (``None`` text for a page without content); returns ``(new, stale)`` chunks."""
-        self.pages[page_idx] = text or ""
-        self._blocks[page_idx] = split_blocks(text or "")
-        new: list[Chunk] = []
-        stale: list[Chunk] = []
+        text = text or ""
+        self.pages[page_idx] = text
+        blocks = split_blocks(text)
+        self._blocks[page_idx] = blocks
+        heads = [heading_of(text[b.start : b.end]) for b in blocks if b.kind == "heading"]
+        self._heads[page_idx] = [h for h in heads if h is not None]
         first = page_idx - 1
         while self._continues(first):  # the chain owning page_idx's paragraph starts earlier
             first -= 1
-        for p in range(first, page_idx + 2):
-            if p not in self.pages:
-                continue
+        todo = {p for p in range(first, page_idx + 2) if p in self.pages}
+        todo |= self._update_paths()
+        return self._rechunk(sorted(todo))
+
+    def finish(self) -> tuple[list[Chunk], list[Chunk]]:
+        """The stream ended: release anything held back; returns ``(new, stale)`` chunks."""
+        self.finished = True
+        return self._rechunk(sorted(self.pages))
+
+    def all_chunks(self) -> list[Chunk]:
+        return [c for p in sorted(self.chunks) for c in self.chunks[p]]
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _rechunk(self, pages: list[int]) -> tuple[list[Chunk], list[Chunk]]:
+        new: list[Chunk] = []
+        stale: list[Chunk] = []
+        for p in pages:
             before = {c.chunk_id: c for c in self.chunks.get(p, [])}
             after = self._chunk_page(p)
             self.chunks[p] = after
@@ -191,33 +164,97 @@ class StreamChunker:
             stale += [c for cid, c in before.items() if cid not in after_ids]
         return new, stale
 
-    def all_chunks(self) -> list[Chunk]:
-        return [c for p in sorted(self.chunks) for c in self.chunks[p]]
+    def _update_paths(self) -> set[int]:
+        """Recompute each present page's starting section path; pages whose path changed."""
+        changed = set()
+        path: Path = ()
+        for p in sorted(self.pages):
+            if self._start.get(p) != path:
+                changed.add(p)
+                self._start[p] = path
+            for h in self._heads[p]:
+                path = _push(path, h)
+        return changed
 
-    # -- internals -------------------------------------------------------------------------
+    def _last_para(self, p: int) -> int | None:
+        """Index of page ``p``'s last paragraph if only asides follow it (its open tail), else None."""
+        blocks = self._blocks.get(p) or []
+        for k in range(len(blocks) - 1, -1, -1):
+            if blocks[k].kind == "para":
+                return k
+            if blocks[k].kind != "aside":
+                return None
+        return None
+
+    def _opens(self, p: int) -> bool:
+        """Page ``p`` starts with a paragraph that may go on from page ``p - 1``."""
+        text = self.pages.get(p)
+        blocks = self._blocks.get(p)
+        return bool(text and blocks and text.startswith("\n") and not text.startswith("\n\n"))
 
     def _continues(self, p: int) -> bool:
         """Page ``p``'s first paragraph goes on from page ``p - 1``'s last one (both present)."""
-        text, prev = self.pages.get(p), self._blocks.get(p - 1)
-        if text is None or not prev or not text.startswith("\n") or text.startswith("\n\n"):
+        if not self._opens(p) or p - 1 not in self.pages:
             return False
-        blocks = self._blocks[p]
-        return bool(blocks) and blocks[0].kind == "para" and prev[-1].kind == "para"
+        return self._blocks[p][0].kind == "para" and self._last_para(p - 1) is not None
+
+    def _held(self, p: int) -> bool:
+        """Hold strategy: is a paragraph at the edge of page ``p`` waiting for its neighbour?"""
+        return self.strategy == "hold" and not self.finished and p not in self.pages
 
     def _units(self, p: int) -> list[_Unit]:
         text, blocks = self.pages[p], list(self._blocks[p])
-        if self._continues(p):
-            blocks = blocks[1:]  # owned by page p - 1
-        units = [_Unit([(p, b.start, b.end)], text[b.start : b.end], b.kind) for b in blocks]
+        skip_first = self._continues(p) or (
+            self._opens(p) and blocks[0].kind == "para" and self._held(p - 1)
+        )  # owned by page p - 1 (or waiting for it)
+        path = self._start.get(p, ())
+        units: list[_Unit] = []
+        tail_k = self._last_para(p)
+        for k, b in enumerate(blocks):
+            if b.kind == "heading" and (h := heading_of(text[b.start : b.end])) is not None:
+                path = _push(path, h)
+            if skip_first and (k == 0 or tail_k == 0):  # the head (and asides after it) belong elsewhere
+                continue
+            names = tuple(t for _, t in path)
+            units.append(_Unit([(p, b.start, b.end)], text[b.start : b.end], b.kind, names, tail=k == tail_k))
+        tail = next((u for u in units if u.tail), None)
         q = p
-        while units and self._continues(q + 1):  # the paragraph runs on; a one-block page passes it on
+        asides: list[tuple[int, int, int]] = []  # of pages whose only paragraph is the chain's
+        while tail is not None and self._continues(q + 1):  # the paragraph runs on across the break
             head = self._blocks[q + 1][0]
-            units[-1].pieces.append((q + 1, 0, head.end))
-            units[-1].text += self.pages[q + 1][: head.end]
-            if len(self._blocks[q + 1]) > 1:
+            tail.pieces.append((q + 1, 0, head.end))
+            tail.text += self.pages[q + 1][: head.end]
+            if self._last_para(q + 1) != 0:  # the head is not also the page's tail: the chain ends
                 break
+            if len(self._blocks[q + 1]) > 1:
+                asides.append((q + 1, head.end, self._blocks[q + 1][-1].end))
             q += 1
+        if tail is not None and not self._held(q + 1):
+            for page, start, end in asides:
+                tail.pieces.append((page, start, end))
+                tail.text += self.pages[page][start:end]
+        if tail is not None:
+            k = units.index(tail)
+            if self._held(q + 1):  # hold: the open tail (and the asides after it) waits
+                return units[:k]
+            for aside in units[k + 1 :]:  # footnotes/figures ending the page follow the whole paragraph
+                _, start, end = aside.pieces[0]
+                last = tail.pieces[-1]
+                gap = last[2] if last[0] == p else start  # the blank between joins in when contiguous
+                tail.pieces.append((p, gap, end))
+                tail.text += text[gap:end]
+            units = units[: k + 1]
         return units
+
+    def _section(self, path: tuple[str, ...]) -> str:
+        return " > ".join(path[-_MAX_LEVELS:]) if self.sections else ""
+
+    def _budget(self, section: str) -> int:
+        if section not in self._ctx_tokens:
+            ctx = section_context(section)
+            self._ctx_tokens[section] = self.count_tokens([ctx])[0] if ctx else 0
+        room = self.max_tokens - self._ctx_tokens[section]
+        return max(room - self.overlap_tokens, room // 2, 1)
 
     def _chunk_page(self, p: int) -> list[Chunk]:
         units = self._units(p)
@@ -228,20 +265,32 @@ class StreamChunker:
         chunks: list[Chunk] = []
         group: list[_Unit] = []
         size = 0
-        for unit in units:
-            if unit.tokens > self.max_tokens:
-                if group:
-                    chunks.append(self._join(group))
-                    group, size = [], 0
-                chunks += self._split(unit)
-                continue
-            if group and size + unit.tokens > self.max_tokens:
+
+        def flush() -> None:
+            nonlocal group, size
+            if group:
                 chunks.append(self._join(group))
-                group, size = [], 0
+            group, size = [], 0
+
+        for unit in units:
+            content = [u for u in group if u.kind != "heading"]
+            if unit.kind == "heading" and content:
+                flush()  # a heading starts a chunk
+            elif unit.tail and self.strategy == "hold":
+                flush()  # hold: the open tail starts a chunk, so releasing it replaces nothing
+            section = self._section(content[0].path if content else unit.path)
+            budget = self._budget(section)
+            if unit.tokens > budget:
+                flush()
+                chunks += self._split(unit, self._section(unit.path))
+                continue
+            if group and size + unit.tokens > budget:
+                flush()
             group.append(unit)
             size += unit.tokens
-        if group:
-            chunks.append(self._join(group))
+        flush()
+        if self.overlap_tokens:
+            chunks = self._overlap(chunks)
         return chunks
 
     def _join(self, group: list[_Unit]) -> Chunk:
@@ -254,35 +303,73 @@ class StreamChunker:
                 else:
                     pieces.append((page, start, end))
         text = "".join(self.pages[page][start:end] for page, start, end in pieces)
-        return Chunk(self.doc_id, text, tuple(pieces))
+        content = [u for u in group if u.kind != "heading"] or group
+        return Chunk(self.doc_id, text, tuple(pieces), section=self._section(content[0].path))
 
-    def _split(self, unit: _Unit) -> list[Chunk]:
-        """An oversized unit cut at line (atomic) or sentence boundaries, then at words."""
+    def _overlap(self, chunks: list[Chunk]) -> list[Chunk]:
+        """Each chunk after the first starts with the previous chunk's last sentences (whole ones that
+        fit ``overlap_tokens``), unless it opens a section or is a piece of a split environment."""
+        out = chunks[:1]
+        for prev, chunk in itertools.pairwise(chunks):
+            page, a, b = prev.pieces[-1]
+            first = chunk.pieces[0]
+            split = prev.prefix or prev.suffix or chunk.prefix or chunk.suffix
+            if split or chunk.section != prev.section or first[0] != page:
+                out.append(chunk)
+                continue
+            text = self.pages[page]
+            starts = [a + m.end() for m in _SENTENCE_END.finditer(text[a:b]) if a + m.end() < b]
+            best = None
+            for s in reversed(starts):  # longer and longer tails
+                if self.count_tokens([text[s:b]])[0] > self.overlap_tokens:
+                    break
+                best = s
+            if best is None or not text[best:b].strip() or first[0] != page or b > first[1]:
+                out.append(chunk)
+                continue
+            if not text[b : first[1]].strip():  # only blank lines between: one span
+                pieces = ((page, best, first[2]), *chunk.pieces[1:])
+            else:
+                pieces = ((page, best, b), *chunk.pieces)
+            spanned = "".join(self.pages[q][x:y] for q, x, y in pieces)
+            overlap = len(spanned) - sum(y - x for _, x, y in chunk.pieces)
+            if self.count_tokens([section_context(chunk.section) + spanned])[0] > self.max_tokens:
+                out.append(chunk)  # no room left for the overlap
+                continue
+            out.append(Chunk(self.doc_id, spanned, pieces, section=chunk.section, overlap=overlap))
+        return out
+
+    def _split(self, unit: _Unit, section: str) -> list[Chunk]:
+        """An oversized unit cut at row/line (atomic) or sentence boundaries, then at words; pieces
+        of an environment repeat its opening and get its closing, so each is well-formed."""
         flat = [(page, i) for page, start, end in unit.pieces for i in range(start, end)]
         text = unit.text
-        prefix = ""
+        prefix = suffix = ""
         if unit.kind == "atomic":
-            first_nl = text.find("\n")
-            prefix = text[: first_nl + 1] if 0 < first_nl < 200 else ""
-            cuts = [m.end() for m in re.finditer(r"\n", text)]
+            fr = frame(text)
+            prefix, suffix = fr.prefix, fr.suffix
+            if len(prefix) > len(text) // 2:  # a frame that is most of the block: repeat nothing
+                prefix = suffix = ""
+            cuts = fr.cuts
         else:
             cuts = [m.end() for m in _SENTENCE_END.finditer(text)]
         cuts = [c for c in cuts if 0 < c < len(text)]
-        pieces_text = _cut(text, cuts)
+        spans = _cut(text, cuts)
+        extra = self.count_tokens([prefix + suffix])[0] if prefix or suffix else 0
+        budget = max(self._budget(section) - extra, 8)
         # pieces still too long: cut at spaces
         final: list[tuple[int, int]] = []
-        sizes = self.count_tokens([text[a:b] for a, b in pieces_text])
-        for (a, b), n in zip(pieces_text, sizes, strict=True):
-            if n <= self.max_tokens:
+        sizes = self.count_tokens([text[a:b] for a, b in spans])
+        for (a, b), n in zip(spans, sizes, strict=True):
+            if n <= budget:
                 final.append((a, b))
             else:
                 words = [m.end() for m in re.finditer(r"\s+", text[a:b])]
-                per = max(1, len(words) * self.max_tokens // max(n, 1) - 1)
+                per = max(1, len(words) * budget // max(n, 1) - 1)
                 sub = [a + w for w in words[per - 1 :: per]] if words else []
                 final += _cut(text, [c for c in sub if a < c < b], a, b)
         # greedy re-pack of the pieces
         sizes = self.count_tokens([text[a:b] for a, b in final])
-        budget = self.max_tokens - (self.count_tokens([prefix])[0] if prefix else 0)
         groups: list[tuple[int, int]] = []
         size = 0
         for (a, b), n in zip(final, sizes, strict=True):
@@ -294,14 +381,18 @@ class StreamChunker:
                 size = n
         chunks = []
         for k, (a, b) in enumerate(groups):
-            spans: list[tuple[int, int, int]] = []
+            spans_: list[tuple[int, int, int]] = []
             for page, i in flat[a:b]:
-                if spans and spans[-1][0] == page and spans[-1][2] == i:
-                    spans[-1] = (page, spans[-1][1], i + 1)
+                if spans_ and spans_[-1][0] == page and spans_[-1][2] == i:
+                    spans_[-1] = (page, spans_[-1][1], i + 1)
                 else:
-                    spans.append((page, i, i + 1))
+                    spans_.append((page, i, i + 1))
             rep = prefix if k > 0 else ""
-            chunks.append(Chunk(self.doc_id, rep + text[a:b], tuple(spans), prefix=rep))
+            end = ""
+            if suffix and k < len(groups) - 1:
+                end = suffix if text[a:b].endswith("\n") else "\n" + suffix
+            body = rep + text[a:b] + end
+            chunks.append(Chunk(self.doc_id, body, tuple(spans_), prefix=rep, section=section, suffix=end))
         return chunks
 
 

@@ -1,126 +1,61 @@
 """Clients of the Mathpix PDF API (and of ``streamrag serve``): sync and async faces of one protocol.
 
-Request building and response checking are shared; each client method only performs the I/O.
+Every request is retried on transient faults within a :class:`RetryPolicy`. ``stream`` survives
+broken connections: it reconnects with backoff, skips the pages it already holds, and, when the
+stream cannot be resumed, polls the status and downloads the missing pages (``.lines.mmd.json``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 from httpx_sse import EventSource
 
-from ._exceptions import MathpixError, StreamFormatError, TransportError
+from ._exceptions import MathpixError, StreamragError
 from ._models import PageMessage, PdfStatus
-from ._stream import decode_line, error_body, raise_for_error_body
+from ._protocol import (
+    DEFAULT_API_URL,
+    Config,
+    StreamState,
+    Upload,
+    check,
+    json_body,
+    text_body,
+    transport_error,
+    upload_request,
+)
+from ._retry import Attempts, RetryPolicy
 
-__all__ = ["DEFAULT_API_URL", "AsyncMathpixClient", "MathpixClient", "PageTracker"]
+__all__ = ["DEFAULT_API_URL", "AsyncMathpixClient", "MathpixClient", "RetryPolicy"]
 
-log = logging.getLogger("streamrag.client")
-
-DEFAULT_API_URL = "https://api.mathpix.com"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=120.0)
-
-Upload = str | Path | bytes
-
-
-class PageTracker:
-    """Pages of one stream keyed by ``page_idx``: drops duplicates, knows when all are in hand."""
-
-    def __init__(self) -> None:
-        self.pages: dict[int, PageMessage] = {}
-        self.total: int | None = None
-
-    def add(self, message: PageMessage) -> bool:
-        """Record a message; False if that page was already in hand."""
-        if message.pdf_selected_len is not None:
-            self.total = message.pdf_selected_len
-        if message.page_idx in self.pages:
-            return False
-        self.pages[message.page_idx] = message
-        return True
-
-    @property
-    def complete(self) -> bool:
-        return self.total is not None and all(i in self.pages for i in range(1, self.total + 1))
+T = TypeVar("T")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
+def _stream_lines(response: httpx.Response) -> Iterator[str]:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        return (event.data for event in EventSource(response).iter_sse())
+    return response.iter_lines()
 
 
-def _check(response: httpx.Response) -> Any:
-    """The JSON body of a response, or the typed exception for an error body or bad status."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    raise_for_error_body(body, response.status_code, _retry_after(response))
-    if response.is_error:  # an error status without a Mathpix body is still typed
-        error_id = {401: "http_unauthorized", 429: "http_max_requests"}.get(
-            response.status_code, f"http_{response.status_code}"
-        )
-        raise_for_error_body(error_body(error_id, response.reason_phrase), response.status_code, _retry_after(response))
-    if body is None:
-        raise MathpixError("invalid_response", f"not a JSON body from {response.request.url.path}")
-    return body
+def _astream_lines(response: httpx.Response) -> AsyncIterator[str]:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        return (event.data async for event in EventSource(response).aiter_sse())
+    return response.aiter_lines()
 
 
-def _upload_request(source: Upload, options: dict[str, Any], filename: str | None) -> dict[str, Any]:
-    """httpx request arguments for ``POST /v3/pdf``: a URL as JSON, or a file as multipart."""
-    opts = {"streaming": True, **options}
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        return {"json": {"url": source, **opts}}
-    if isinstance(source, bytes):
-        data, name = source, filename or "document.pdf"
-    else:
-        path = Path(source)
-        data, name = path.read_bytes(), filename or path.name
-    return {
-        "files": {"file": (name, data, "application/pdf")},
-        "data": {"options_json": json.dumps(opts)},
-    }
-
-
-def _message(line: str | bytes, pdf_id: str) -> PageMessage | None:
-    """Decode one line; a malformed one is logged and skipped so one bad line loses nothing else."""
-    try:
-        return decode_line(line)
-    except StreamFormatError as exc:
-        log.warning("pdf %s: skipped a stream line: %s", pdf_id, exc)
-        return None
-
-
-class _Config:
-    """Credentials and address, from arguments or ``MATHPIX_APP_KEY``/``MATHPIX_APP_ID``/``MATHPIX_API_URL``."""
-
-    def __init__(self, app_key: str | None, app_id: str | None, api_url: str | None) -> None:
-        self._app_key = app_key if app_key is not None else os.environ.get("MATHPIX_APP_KEY")
-        self.app_id = app_id if app_id is not None else os.environ.get("MATHPIX_APP_ID")
-        self.api_url = (api_url or os.environ.get("MATHPIX_API_URL") or DEFAULT_API_URL).rstrip("/")
-
-    def headers(self) -> dict[str, str]:
-        headers = {}
-        if self._app_key:
-            headers["app_key"] = self._app_key
-        if self.app_id:
-            headers["app_id"] = self.app_id
-        return headers
-
-    def __repr__(self) -> str:  # the key never appears
-        return f"api_url={self.api_url!r}, app_key={'***' if self._app_key else None}"
+def _finished(status: PdfStatus, pdf_id: str) -> bool:
+    if status.status == "error":
+        raise MathpixError("pdf_error", f"the server failed to process {pdf_id}")
+    return status.status == "completed"
 
 
 class MathpixClient:
-    """Blocking client: ``submit`` a PDF, then ``stream`` its pages, ``status``, ``download_mmd``."""
+    """Blocking client: ``submit`` a PDF, then ``stream`` its pages; ``status``, ``download_mmd``."""
 
     def __init__(
         self,
@@ -129,14 +64,13 @@ class MathpixClient:
         api_url: str | None = None,
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._config = _Config(app_key, app_id, api_url)
+        self._config = Config(app_key, app_id, api_url)
+        self.retry = retry or RetryPolicy()
         self._http = httpx.Client(
-            base_url=self._config.api_url,
-            headers=self._config.headers(),
-            timeout=timeout,
-            transport=transport,
+            base_url=self._config.api_url, headers=self._config.headers(), timeout=timeout, transport=transport
         )
 
     def __repr__(self) -> str:
@@ -151,63 +85,69 @@ class MathpixClient:
     def close(self) -> None:
         self._http.close()
 
+    def _call(self, what: str, method: str, path: str, parse: Callable[[httpx.Response], T], **kw: Any) -> T:
+        attempts = Attempts(what, self.retry)
+        while True:
+            try:
+                return parse(self._http.request(method, path, **kw))
+            except httpx.HTTPError as exc:
+                error: StreamragError = transport_error(what, exc)
+            except StreamragError as exc:
+                error = exc
+            time.sleep(attempts.delay(error))
+
     def submit(self, source: Upload, *, options: dict[str, Any] | None = None, filename: str | None = None) -> str:
         """Upload a file (path or bytes) or a URL with ``streaming: true``; returns the ``pdf_id``."""
-        try:
-            body = _check(self._http.post("/v3/pdf", **_upload_request(source, options or {}, filename)))
-        except httpx.TransportError as exc:
-            raise TransportError(f"upload failed: {exc}") from None
-        return str(body["pdf_id"])
+        request = upload_request(source, options or {}, filename)
+        return str(self._call("upload", "POST", "/v3/pdf", json_body, **request)["pdf_id"])
 
     def status(self, pdf_id: str) -> PdfStatus:
-        try:
-            return PdfStatus.model_validate(_check(self._http.get(f"/v3/pdf/{pdf_id}")))
-        except httpx.TransportError as exc:
-            raise TransportError(f"status of {pdf_id} failed: {exc}") from None
+        return PdfStatus.model_validate(self._call(f"status of {pdf_id}", "GET", f"/v3/pdf/{pdf_id}", json_body))
 
     def download_mmd(self, pdf_id: str) -> str:
-        try:
-            response = self._http.get(f"/v3/pdf/{pdf_id}.mmd")
-        except httpx.TransportError as exc:
-            raise TransportError(f"download of {pdf_id}.mmd failed: {exc}") from None
-        if response.status_code != 200 or response.headers.get("content-type", "").startswith("application/json"):
-            _check(response)
-        return response.text
+        return self._call(f"{pdf_id}.mmd", "GET", f"/v3/pdf/{pdf_id}.mmd", text_body)
+
+    def download_lines(self, pdf_id: str) -> dict[str, Any]:
+        """``.lines.mmd.json``: each page's lines, whose texts joined are the page's text."""
+        body: dict[str, Any] = self._call(
+            f"{pdf_id}.lines.mmd.json", "GET", f"/v3/pdf/{pdf_id}.lines.mmd.json", json_body
+        )
+        return body
 
     def delete(self, pdf_id: str) -> None:
-        try:
-            _check(self._http.delete(f"/v3/pdf/{pdf_id}"))
-        except httpx.TransportError as exc:
-            raise TransportError(f"delete of {pdf_id} failed: {exc}") from None
+        self._call(f"delete of {pdf_id}", "DELETE", f"/v3/pdf/{pdf_id}", json_body)
 
     def stream(self, pdf_id: str) -> Iterator[PageMessage]:
-        """Each new page message, keyed by ``page_idx`` (duplicates dropped), until every page of
-        ``1..pdf_selected_len`` is in hand or the server closes the stream."""
-        tracker = PageTracker()
-        try:
-            with self._http.stream("GET", f"/v3/pdf/{pdf_id}/stream") as response:
-                if response.status_code != 200:
-                    response.read()
-                    _check(response)
-                lines: Iterator[str]
-                if response.headers.get("content-type", "").startswith("text/event-stream"):
-                    lines = (event.data for event in EventSource(response).iter_sse())
-                else:
-                    lines = response.iter_lines()
-                yield from self._pages(lines, tracker, pdf_id)
-        except httpx.TransportError as exc:
-            raise TransportError(f"stream of {pdf_id} broke after {len(tracker.pages)} pages: {exc}") from None
+        """Each new page message as it arrives, keyed by ``page_idx``, until every page of
+        ``1..pdf_selected_len`` is in hand. Broken connections are resumed (see the module)."""
+        state = StreamState(pdf_id, self.retry)
+        while True:
+            try:
+                with self._http.stream("GET", f"/v3/pdf/{pdf_id}/stream") as response:
+                    if response.status_code != 200:
+                        response.read()
+                        check(response)
+                    for line in _stream_lines(response):
+                        if (message := state.feed(line)) is not None:
+                            yield message
+                        if state.complete:
+                            return
+                error: StreamragError = state.closed_early()
+            except httpx.HTTPError as exc:
+                error = transport_error(f"stream of {pdf_id}", exc)
+            except StreamragError as exc:
+                error = exc
+            delay = state.broken(error)
+            if delay is None:
+                break
+            time.sleep(delay)
+        yield from self._recover(state)
 
-    @staticmethod
-    def _pages(lines: Iterator[str], tracker: PageTracker, pdf_id: str) -> Iterator[PageMessage]:
-        for line in lines:
-            message = _message(line, pdf_id)
-            if message is not None and tracker.add(message):
-                yield message
-                if tracker.complete:
-                    return
-        if not tracker.complete:
-            log.warning("pdf %s: stream closed with %d pages in hand", pdf_id, len(tracker.pages))
+    def _recover(self, state: StreamState) -> Iterator[PageMessage]:
+        attempts = Attempts(f"waiting for {state.pdf_id} to complete", self.retry)
+        while not _finished(status := self.status(state.pdf_id), state.pdf_id):
+            time.sleep(attempts.delay(state.closed_early()))
+        yield from state.recover(status, self.download_lines(state.pdf_id))
 
 
 class AsyncMathpixClient:
@@ -220,14 +160,13 @@ class AsyncMathpixClient:
         api_url: str | None = None,
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._config = _Config(app_key, app_id, api_url)
+        self._config = Config(app_key, app_id, api_url)
+        self.retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(
-            base_url=self._config.api_url,
-            headers=self._config.headers(),
-            timeout=timeout,
-            transport=transport,
+            base_url=self._config.api_url, headers=self._config.headers(), timeout=timeout, transport=transport
         )
 
     def __repr__(self) -> str:
@@ -242,62 +181,65 @@ class AsyncMathpixClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _call(self, what: str, method: str, path: str, parse: Callable[[httpx.Response], T], **kw: Any) -> T:
+        attempts = Attempts(what, self.retry)
+        while True:
+            try:
+                return parse(await self._http.request(method, path, **kw))
+            except httpx.HTTPError as exc:
+                error: StreamragError = transport_error(what, exc)
+            except StreamragError as exc:
+                error = exc
+            await anyio.sleep(attempts.delay(error))
+
     async def submit(
         self, source: Upload, *, options: dict[str, Any] | None = None, filename: str | None = None
     ) -> str:
         """Upload a file (path or bytes) or a URL with ``streaming: true``; returns the ``pdf_id``."""
-        try:
-            response = await self._http.post("/v3/pdf", **_upload_request(source, options or {}, filename))
-        except httpx.TransportError as exc:
-            raise TransportError(f"upload failed: {exc}") from None
-        return str(_check(response)["pdf_id"])
+        request = upload_request(source, options or {}, filename)
+        return str((await self._call("upload", "POST", "/v3/pdf", json_body, **request))["pdf_id"])
 
     async def status(self, pdf_id: str) -> PdfStatus:
-        try:
-            return PdfStatus.model_validate(_check(await self._http.get(f"/v3/pdf/{pdf_id}")))
-        except httpx.TransportError as exc:
-            raise TransportError(f"status of {pdf_id} failed: {exc}") from None
+        body = await self._call(f"status of {pdf_id}", "GET", f"/v3/pdf/{pdf_id}", json_body)
+        return PdfStatus.model_validate(body)
 
     async def download_mmd(self, pdf_id: str) -> str:
-        try:
-            response = await self._http.get(f"/v3/pdf/{pdf_id}.mmd")
-        except httpx.TransportError as exc:
-            raise TransportError(f"download of {pdf_id}.mmd failed: {exc}") from None
-        if response.status_code != 200 or response.headers.get("content-type", "").startswith("application/json"):
-            _check(response)
-        return response.text
+        return await self._call(f"{pdf_id}.mmd", "GET", f"/v3/pdf/{pdf_id}.mmd", text_body)
+
+    async def download_lines(self, pdf_id: str) -> dict[str, Any]:
+        """``.lines.mmd.json``: each page's lines, whose texts joined are the page's text."""
+        path = f"/v3/pdf/{pdf_id}.lines.mmd.json"
+        body: dict[str, Any] = await self._call(f"{pdf_id}.lines.mmd.json", "GET", path, json_body)
+        return body
 
     async def delete(self, pdf_id: str) -> None:
-        try:
-            _check(await self._http.delete(f"/v3/pdf/{pdf_id}"))
-        except httpx.TransportError as exc:
-            raise TransportError(f"delete of {pdf_id} failed: {exc}") from None
+        await self._call(f"delete of {pdf_id}", "DELETE", f"/v3/pdf/{pdf_id}", json_body)
 
     async def stream(self, pdf_id: str) -> AsyncIterator[PageMessage]:
         """Each new page message as it arrives; see :meth:`MathpixClient.stream`."""
-        tracker = PageTracker()
-        try:
-            async with self._http.stream("GET", f"/v3/pdf/{pdf_id}/stream") as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    _check(response)
-                lines: AsyncIterator[str]
-                if response.headers.get("content-type", "").startswith("text/event-stream"):
-                    lines = (event.data async for event in EventSource(response).aiter_sse())
-                else:
-                    lines = response.aiter_lines()
-                async for message in self._pages(lines, tracker, pdf_id):
-                    yield message
-        except httpx.TransportError as exc:
-            raise TransportError(f"stream of {pdf_id} broke after {len(tracker.pages)} pages: {exc}") from None
-
-    @staticmethod
-    async def _pages(lines: AsyncIterator[str], tracker: PageTracker, pdf_id: str) -> AsyncIterator[PageMessage]:
-        async for line in lines:
-            message = _message(line, pdf_id)
-            if message is not None and tracker.add(message):
-                yield message
-                if tracker.complete:
-                    return
-        if not tracker.complete:
-            log.warning("pdf %s: stream closed with %d pages in hand", pdf_id, len(tracker.pages))
+        state = StreamState(pdf_id, self.retry)
+        while True:
+            try:
+                async with self._http.stream("GET", f"/v3/pdf/{pdf_id}/stream") as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        check(response)
+                    async for line in _astream_lines(response):
+                        if (message := state.feed(line)) is not None:
+                            yield message
+                        if state.complete:
+                            return
+                error: StreamragError = state.closed_early()
+            except httpx.HTTPError as exc:
+                error = transport_error(f"stream of {pdf_id}", exc)
+            except StreamragError as exc:
+                error = exc
+            delay = state.broken(error)
+            if delay is None:
+                break
+            await anyio.sleep(delay)
+        attempts = Attempts(f"waiting for {pdf_id} to complete", self.retry)
+        while not _finished(status := await self.status(pdf_id), pdf_id):
+            await anyio.sleep(attempts.delay(state.closed_early()))
+        for message in state.recover(status, await self.download_lines(pdf_id)):
+            yield message

@@ -6,6 +6,7 @@ StreamragError
 │   ├── AuthenticationError    HTTP 401 (``http_unauthorized``)
 │   └── RateLimitError         HTTP 429 (``http_max_requests``); ``retry_after`` in seconds
 ├── TransportError          the connection failed, timed out or closed before the job finished
+├── RetryError              transient faults went on past the retry policy's bounds; says what was tried
 ├── StreamFormatError       a stream line is not a page message (bad JSON, wrong shape)
 └── ConversionError         the local converter cannot open a PDF; carries a Mathpix-style ``error_id``
 
@@ -21,6 +22,7 @@ __all__ = [
     "ConversionError",
     "MathpixError",
     "RateLimitError",
+    "RetryError",
     "StreamFormatError",
     "StreamragError",
     "TransportError",
@@ -71,6 +73,16 @@ class RateLimitError(MathpixError):
 
 class TransportError(StreamragError):
     """The HTTP connection failed, timed out, or closed before every page arrived."""
+
+
+class RetryError(StreamragError):
+    """Retries of a transient fault ran out; ``tried`` lists each failure, oldest first."""
+
+    def __init__(self, what: str, tried: list[str], seconds: float) -> None:
+        super().__init__(f"gave up on {what} after {len(tried)} tries in {seconds:.1f} s: {'; '.join(tried)}")
+        self.what = what
+        self.tried = list(tried)
+        self.seconds = seconds
 
 
 class StreamFormatError(StreamragError):

@@ -8,8 +8,10 @@ alongside them and always see the latest writes (each query asks the store afres
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +19,30 @@ from typing import Any
 import anyio.to_thread
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle, RelatedNodeInfo, TextNode
+from llama_index.core.schema import (
+    MetadataMode,
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
 from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilter, MetadataFilters
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from ._chunker import Chunk, StreamChunker
+from ._chunker import SECTION_KEY, Chunk, StreamChunker
 from ._embedding import load_embedder, token_counter, window
 from ._models import Citation, Coverage, PageEvent
 from ._store import PageLedger, chunk_collection, open_chroma
 
 __all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
 
+log = logging.getLogger("streamrag.index")
+
 DEFAULT_COLLECTION = "streamrag"
-_META_KEYS = ["page", "pages", "pieces", "prefix_len"]
+# bookkeeping keys, hidden from the embedder and the LLM; the section path (``SECTION_KEY``) is shown to
+# both: the embedder reads ``section: Final Exam > Game Playing`` before the chunk's text
+_META_KEYS = ["page", "pages", "pieces", "prefix_len", "suffix_len", "overlap"]
 # LlamaIndex writes a node's source document id into the store as ``document_id`` (and ``doc_id``,
 # ``ref_doc_id``); streamrag filters and deletes by it.
 _DOC_KEY = "document_id"
@@ -71,7 +84,11 @@ def _node(chunk: Chunk) -> TextNode:
         "pages": ",".join(map(str, chunk.pages)),
         "pieces": ";".join(f"{p}:{a}:{b}" for p, a, b in chunk.pieces),
         "prefix_len": len(chunk.prefix),
+        "suffix_len": len(chunk.suffix),
+        "overlap": chunk.overlap,
     }
+    if chunk.section:  # flat string metadata (Chroma); absent rather than empty, so the embed text has no stub
+        meta[SECTION_KEY] = chunk.section
     return TextNode(
         id_=chunk.chunk_id,
         text=chunk.text,
@@ -88,13 +105,23 @@ def chunk_of(node: Any, doc_id: str | None = None) -> Chunk:
     doc_id = doc_id or node.ref_doc_id or str(meta.get(_DOC_KEY, ""))
     pieces = tuple(tuple(int(x) for x in part.split(":")) for part in str(meta["pieces"]).split(";"))
     text = node.get_content()
-    return Chunk(doc_id, text, pieces, prefix=text[: int(meta.get("prefix_len", 0))])  # type: ignore[arg-type]
+    suffix_len = int(meta.get("suffix_len", 0))
+    return Chunk(
+        doc_id,
+        text,
+        pieces,  # type: ignore[arg-type]
+        prefix=text[: int(meta.get("prefix_len", 0))],
+        section=str(meta.get(SECTION_KEY) or ""),
+        suffix=text[len(text) - suffix_len :] if suffix_len else "",
+        overlap=int(meta.get("overlap", 0)),
+    )
 
 
 class LiveIndex:
     """A Chroma-backed index that grows page by page while it is being queried.
 
     ``store`` is a directory for an embedded Chroma (default: :func:`~streamrag._store.default_store`);
+    ``max_page_chars`` caps one page's text (a longer one is recorded as error ``page_too_large``);
     ``embed_model`` a LlamaIndex embedding or a sentence-transformers model name/path (default: the
     packaged all-MiniLM-L6-v2); ``chunk_tokens`` the chunk budget (default: the model's window).
     """
@@ -107,6 +134,7 @@ class LiveIndex:
         embed_model: BaseEmbedding | str | None = None,
         chroma_client: Any = None,
         chunk_tokens: int | None = None,
+        max_page_chars: int = 1_000_000,
     ) -> None:
         self.embed_model = embed_model if isinstance(embed_model, BaseEmbedding) else load_embedder(embed_model)
         client = chroma_client if chroma_client is not None else open_chroma(store)
@@ -116,6 +144,7 @@ class LiveIndex:
         self._ledger = PageLedger(client, f"{collection}-pages")
         self._count = token_counter(self.embed_model)
         self.chunk_tokens = chunk_tokens or window(self.embed_model) - 2  # [CLS] and [SEP]
+        self.max_page_chars = max_page_chars  # a longer page is bad input: recorded as a page error
         self._docs: dict[str, _Doc] = {}
         self._write_lock = threading.RLock()  # one writer at a time
         self._state_lock = threading.RLock()  # coverage snapshots vs. their updates
@@ -143,22 +172,60 @@ class LiveIndex:
 
     def add_page(self, event: PageEvent) -> PageUpdate:
         """Chunk, embed and write one page; a page already indexed with the same text is a no-op."""
+        return self.add_pages([event])[0]
+
+    def add_pages(self, events: Sequence[PageEvent]) -> list[PageUpdate]:
+        """Index several pages with one embedding batch and one write (pages that queued up while
+        the previous ones were being embedded). Chunks made and replaced within the batch are
+        never written; coverage moves only once everything is in the store."""
         with self._write_lock:
-            doc = self._doc(event.doc_id)
-            old = doc.pages.get(event.page_idx)
-            if old is not None and old.text == event.text and old.error_id == event.error_id:
-                return PageUpdate(event, duplicate=True)
-            new, stale = doc.chunker.add(event.page_idx, event.text if event.has_content else None)
-            if new:
-                self.index.insert_nodes([_node(c) for c in new])
-            if stale:
-                self.vector_store.delete_nodes([c.chunk_id for c in stale])
-            self._ledger.record(event)
+            updates: list[PageUpdate] = []
+            to_add: dict[str, Chunk] = {}
+            to_delete: dict[str, Chunk] = {}
+            landed: list[tuple[_Doc, PageEvent]] = []
+            pending: dict[tuple[str, int], PageEvent] = {}
+            for event in map(self._admit, events):
+                doc = self._doc(event.doc_id)
+                old = pending.get((event.doc_id, event.page_idx)) or doc.pages.get(event.page_idx)
+                if old is not None and old.text == event.text and old.error_id == event.error_id:
+                    updates.append(PageUpdate(event, duplicate=True))
+                    continue
+                new, stale = doc.chunker.add(event.page_idx, event.text if event.has_content else None)
+                for chunk in new:  # a chunk already stored and still wanted stays as it is
+                    if to_delete.pop(chunk.chunk_id, None) is None:
+                        to_add[chunk.chunk_id] = chunk
+                for chunk in stale:  # a chunk made earlier in this batch is simply never written
+                    if to_add.pop(chunk.chunk_id, None) is None:
+                        to_delete[chunk.chunk_id] = chunk
+                pending[(event.doc_id, event.page_idx)] = event
+                landed.append((doc, event))
+                updates.append(PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale]))
+            nodes = [_node(c) for c in to_add.values()]
+            if nodes:  # embedding is slow: done before the lock that queries wait on
+                texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+                for node, vector in zip(nodes, self.embed_model.get_text_embedding_batch(texts), strict=True):
+                    node.embedding = vector
+            # a query reads coverage under this lock after its search, so whatever it found is covered
             with self._state_lock:
-                doc.pages[event.page_idx] = event
-                if event.pdf_selected_len is not None:
-                    doc.total = event.pdf_selected_len
-            return PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale])
+                if nodes:
+                    self.index.insert_nodes(nodes)  # embeddings set: written as they are
+                if to_delete:
+                    self.vector_store.delete_nodes(list(to_delete))
+                if landed:
+                    self._ledger.record([event for _, event in landed])
+                for doc, event in landed:
+                    doc.pages[event.page_idx] = event
+                    if event.pdf_selected_len is not None:
+                        doc.total = event.pdf_selected_len
+            return updates
+
+    def _admit(self, event: PageEvent) -> PageEvent:
+        """A page too long to be a real page (megabytes of text) becomes a recorded page error."""
+        if event.text is None or len(event.text) <= self.max_page_chars:
+            return event
+        message = f"page text of {len(event.text)} characters is over the limit of {self.max_page_chars}"
+        log.warning("document %s, page %d: %s; not indexed", event.doc_id, event.page_idx, message)
+        return event.model_copy(update={"text": None, "error_id": "page_too_large", "error_message": message})
 
     def finish(self, doc_id: str) -> Coverage:
         """Mark a document's stream as ended (complete or not); returns its coverage."""
@@ -212,7 +279,8 @@ class LiveIndex:
         hits: list[NodeWithScore] = retriever.retrieve(question)
         with self._state_lock:
             coverage = self._docs[doc_id].coverage(doc_id) if doc_id in self._docs else None
-        return [self._citation(h) for h in hits], coverage
+        # a chunk deleted (replaced) while the search ran comes back without its metadata: skip it
+        return [self._citation(h) for h in hits if "pieces" in h.node.metadata], coverage
 
     def query_bundle(self, question: str) -> QueryBundle:
         """A question with its embedding, to reuse across repeated live queries."""
@@ -238,6 +306,9 @@ class LiveIndex:
 
     async def aadd_page(self, event: PageEvent) -> PageUpdate:
         return await anyio.to_thread.run_sync(self.add_page, event)
+
+    async def aadd_pages(self, events: Sequence[PageEvent]) -> list[PageUpdate]:
+        return await anyio.to_thread.run_sync(self.add_pages, events)
 
     async def aretrieve(
         self, question: str | QueryBundle, doc_id: str | None = None, top_k: int = 5

@@ -40,7 +40,7 @@ class LiveQuestions:
         self.doc_id = doc_id
         self.questions = list(questions)
         self.top_k = top_k
-        self.answerer = Answerer(index.embed_model, llm)
+        self.answerer = Answerer(llm)
         self.started = time.monotonic() if started is None else started
         self._bundles = [index.query_bundle(q) for q in self.questions]
         self._last: list[tuple[str, ...] | None] = [None] * len(self.questions)
@@ -57,9 +57,7 @@ class LiveQuestions:
                 continue
             self._last[i] = key
             coverage = coverage or self.index.coverage(self.doc_id)
-            text = self.answerer.answer(
-                bundle.query_str, citations, coverage.describe(), question_embedding=bundle.embedding
-            )
+            text = self.answerer.answer(bundle.query_str, citations, coverage.describe())
             out.append(
                 Answer(
                     question=bundle.query_str,

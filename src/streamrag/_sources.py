@@ -17,8 +17,10 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ._client import AsyncMathpixClient, MathpixClient, Upload
+from ._client import AsyncMathpixClient, MathpixClient
 from ._models import PageEvent, PageMessage
+from ._protocol import Upload
+from ._retry import RetryPolicy
 from ._stream import read_recording
 
 __all__ = ["LocalPDF", "MathpixPDF", "RecordedStream", "document_id"]
@@ -93,7 +95,8 @@ class MathpixPDF:
     """Uploads a PDF (path, bytes or URL) to the Mathpix API or a compatible server and streams it.
 
     ``api_url``, ``app_key`` and ``app_id`` default to ``MATHPIX_API_URL``, ``MATHPIX_APP_KEY`` and
-    ``MATHPIX_APP_ID``. ``options`` are extra upload options (``page_ranges``, ``password`` …).
+    ``MATHPIX_APP_ID``. ``options`` are extra upload options (``page_ranges``, ``password`` …);
+    ``retry`` bounds the retries and reconnects, ``timeout`` the seconds to wait for any byte.
     """
 
     def __init__(
@@ -105,10 +108,14 @@ class MathpixPDF:
         app_id: str | None = None,
         options: dict[str, Any] | None = None,
         doc_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.source = source
         self.options = options or {}
-        self._client_args: dict[str, Any] = {"api_url": api_url, "app_key": app_key, "app_id": app_id}
+        self._client_args: dict[str, Any] = {"api_url": api_url, "app_key": app_key, "app_id": app_id, "retry": retry}
+        if timeout is not None:
+            self._client_args["timeout"] = timeout
         if isinstance(source, str) and source.startswith(("http://", "https://")):
             ident: bytes | str = source
         else:

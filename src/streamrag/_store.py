@@ -47,19 +47,21 @@ class PageLedger:
     def __init__(self, client: Any, name: str) -> None:
         self._collection = client.get_or_create_collection(name, embedding_function=None)
 
-    def record(self, event: PageEvent) -> None:
+    def record(self, events: list[PageEvent]) -> None:
+        """Record pages (an upsert: a page recorded again is replaced)."""
         self._collection.upsert(
-            ids=[f"{event.doc_id}:{event.page_idx}"],
-            embeddings=[_LEDGER_VECTOR],
-            documents=[event.text or ""],
+            ids=[f"{e.doc_id}:{e.page_idx}" for e in events],
+            embeddings=[_LEDGER_VECTOR] * len(events),
+            documents=[e.text or "" for e in events],
             metadatas=[
                 {
-                    "doc_id": event.doc_id,
-                    "page_idx": event.page_idx,
-                    "pages_total": event.pdf_selected_len if event.pdf_selected_len is not None else -1,
-                    "error_id": event.error_id or "",
-                    "error_message": event.error_message or "",
+                    "doc_id": e.doc_id,
+                    "page_idx": e.page_idx,
+                    "pages_total": e.pdf_selected_len if e.pdf_selected_len is not None else -1,
+                    "error_id": e.error_id or "",
+                    "error_message": e.error_message or "",
                 }
+                for e in events
             ],
         )
 

@@ -34,17 +34,28 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._stream import Framing, encode_message, error_body
 from .backends import Backend, LocalBackend, ReplayBackend, run_job
+from .faults import FaultPlan, FaultyRequests, StreamFault, faulty_stream
 from .jobs import Job, JobStore, new_pdf_id
 from .options import ApiError, UploadOptions, loads, parse_options, parse_options_json
 
-__all__ = ["MAX_PDF_BYTES", "ServerState", "create_app"]
+__all__ = ["MAX_PDF_BYTES", "Limits", "ServerState", "create_app"]
 
 MAX_PDF_BYTES = 1 << 30
 MEDIA_TYPES: dict[str, str] = {"lines": "application/x-ndjson", "sse": "text/event-stream"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts: upload bytes (checked while the body streams in), pages per
+    document, and jobs still producing pages at once."""
+
+    max_upload_bytes: int = MAX_PDF_BYTES
+    max_pages: int = 10_000
+    max_jobs: int = 16
 
 
 @dataclass
@@ -57,6 +68,8 @@ class ServerState:
     task_group: anyio.abc.TaskGroup | None = None
     page_quota: int | None = None  # pages this server converts in its lifetime (Mathpix: per month)
     pages_used: int = 0
+    limits: Limits = field(default_factory=lambda: Limits())
+    stream_fault: StreamFault | None = None
 
 
 def error_response(error_id: str, message: str, status_code: int = 200) -> JSONResponse:
@@ -84,7 +97,51 @@ class AppKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-async def fetch_pdf(url: str) -> bytes:
+class BodyLimit:
+    """Refuse an upload as soon as its body passes ``limit`` bytes, without reading the rest."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        too_large = error_response("pdf_too_large", f"The upload is larger than {self.limit} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def fetch_pdf(url: str, limit: int = MAX_PDF_BYTES) -> bytes:
     """Download the PDF an upload names by URL (http or https; at most ``MAX_PDF_BYTES``)."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise ApiError("opts_url", "Option 'url' must be an http(s) URL")
@@ -99,8 +156,8 @@ async def fetch_pdf(url: str) -> bytes:
                 raise ApiError("pdf_download_error", f"Fetching the url failed: HTTP {response.status_code}")
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
-                if size > MAX_PDF_BYTES:
-                    raise ApiError("pdf_too_large", "The PDF is larger than 1 GB")
+                if size > limit:
+                    raise ApiError("pdf_too_large", f"The PDF is larger than {limit} bytes")
                 chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise ApiError("pdf_download_error", f"Fetching the url failed ({type(exc).__name__})") from None
@@ -119,8 +176,6 @@ async def read_upload(request: Request) -> tuple[bytes | None, UploadOptions]:
                 upload = form.get("file")
                 if not isinstance(upload, UploadFile):
                     return None, options
-                if upload.size is not None and upload.size > MAX_PDF_BYTES:
-                    raise ApiError("pdf_too_large", "The PDF is larger than 1 GB")
                 return await upload.read(), options
         except MultiPartException:
             raise ApiError("pdf_missing", "Malformed multipart/form-data body") from None
@@ -135,9 +190,12 @@ def create_app(
     framing: Framing = "lines",
     app_key: str | None = None,
     page_quota: int | None = None,
+    limits: Limits | None = None,
+    faults: FaultPlan | None = None,
 ) -> Starlette:
     """The server's ASGI app. ``recordings``: a folder (or folders) of recordings for ``replay``.
     ``page_quota``: pages accepted in all; an upload beyond it gets Mathpix's 429 body.
+    ``limits``: see :class:`Limits`. ``faults``: test-only fault injection (:mod:`.faults`).
 
     The app's :class:`ServerState` is ``app.state.server``; its lifespan must run (uvicorn does).
     """
@@ -152,7 +210,9 @@ def create_app(
         raise ValueError(f"backend must be 'local' or 'replay', not {backend!r}")
     else:
         chosen = backend
-    state = ServerState(chosen, framing, page_quota=page_quota)
+    state = ServerState(chosen, framing, page_quota=page_quota, limits=limits or Limits())
+    if faults is not None and faults.stream is not None:
+        state.stream_fault = faults.stream.model_copy()
 
     def job_or_none(request: Request) -> Job | None:
         return state.jobs.get(str(request.path_params["pdf_id"]))
@@ -163,10 +223,20 @@ def create_app(
             if data is None:
                 if options.url is None:
                     raise ApiError("pdf_missing", "No 'file' and no 'url' given")
-                data = await fetch_pdf(options.url)
+                data = await fetch_pdf(options.url, state.limits.max_upload_bytes)
+            if len(data) > state.limits.max_upload_bytes:
+                raise ApiError("pdf_too_large", f"The upload is larger than {state.limits.max_upload_bytes} bytes")
+            running = sum(1 for job in state.jobs if not job.finished)
+            if running >= state.limits.max_jobs:
+                body = error_body("http_max_requests", f"Too many documents in progress (at most {running})")
+                return JSONResponse(body, status_code=429, headers={"Retry-After": "5"})
             source = await state.backend.open(data, options)
         except ApiError as exc:
             return error_response(exc.error_id, exc.message, exc.status_code)
+        if source.num_pages > state.limits.max_pages:
+            await source.aclose()
+            limit = state.limits.max_pages
+            return error_response("pdf_page_limit_exceeded", f"The PDF has more than {limit} pages")
         if state.page_quota is not None and state.pages_used + source.num_pages > state.page_quota:
             await source.aclose()
             count = state.pages_used + source.num_pages
@@ -209,6 +279,13 @@ def create_app(
             if job.error is not None:
                 yield encode_message(job.error, state.framing)
 
+        fault = state.stream_fault
+        if fault is not None and fault.times > 0:
+            fault.times -= 1
+            body = faulty_stream(job.follow(), fault, state.framing)
+            headers = {"Cache-Control": "no-cache"}
+            return StreamingResponse(body, media_type=MEDIA_TYPES[state.framing], headers=headers)
+
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(lines(job), media_type=MEDIA_TYPES[state.framing], headers=headers)
 
@@ -220,6 +297,14 @@ def create_app(
             return error_response("pdf_not_ready", "The document is not completed", 404)
         return PlainTextResponse(job.mmd(), media_type="text/plain; charset=utf-8")
 
+    async def lines_json(request: Request) -> Response:
+        job = job_or_none(request)
+        if job is None:
+            return unknown_id(404)
+        if job.status != "completed":
+            return error_response("pdf_not_ready", "The document is not completed", 404)
+        return JSONResponse(job.lines())
+
     async def delete(request: Request) -> Response:
         if not state.jobs.delete(str(request.path_params["pdf_id"])):
             return unknown_id()
@@ -227,7 +312,7 @@ def create_app(
 
     async def other(request: Request) -> Response:
         """Any other path under ``/v3/pdf/`` (e.g. ``..%2F..``) names no job."""
-        return unknown_id(404 if request.url.path.endswith(".mmd") else 200)
+        return unknown_id(404 if request.url.path.endswith((".mmd", ".json")) else 200)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -244,6 +329,7 @@ def create_app(
         routes=[
             Route("/v3/pdf", upload, methods=["POST"]),
             Route("/v3/pdf/{pdf_id}/stream", stream, methods=["GET"]),
+            Route("/v3/pdf/{pdf_id}.lines.mmd.json", lines_json, methods=["GET"]),
             Route("/v3/pdf/{pdf_id}.mmd", mmd, methods=["GET"]),
             Route("/v3/pdf/{pdf_id}", status, methods=["GET"]),
             Route("/v3/pdf/{pdf_id}", delete, methods=["DELETE"]),
@@ -251,6 +337,9 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=state.limits.max_upload_bytes)
+    if faults is not None and faults.requests:
+        app.add_middleware(FaultyRequests, faults=faults.requests)
     if app_key:
         app.add_middleware(AppKeyMiddleware, app_key=app_key)
     app.state.server = state

@@ -104,7 +104,9 @@ class LocalSource:
 def _open_pdf(data: bytes, options: UploadOptions) -> tuple[PdfPages, int]:
     from .._convert import PdfPages  # imported on first use: the server starts without pdfium
 
-    pages = PdfPages(data, password=options.password, page_ranges=options.page_ranges)
+    pages = PdfPages(
+        data, password=options.password, page_ranges=options.page_ranges, ocr_languages=options.ocr_languages
+    )
     return pages, len(pages)
 
 

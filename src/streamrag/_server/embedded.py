@@ -6,7 +6,7 @@ import socket
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from .._stream import Framing
 from .app import ServerState, create_app
@@ -31,8 +31,11 @@ class EmbeddedServer:
         framing: Framing = "lines",
         app_key: str | None = None,
         host: str = "127.0.0.1",
+        **options: Any,
     ) -> None:
-        self.app = create_app(backend=backend, recordings=recordings, pace=pace, framing=framing, app_key=app_key)
+        self.app = create_app(
+            backend=backend, recordings=recordings, pace=pace, framing=framing, app_key=app_key, **options
+        )
         self._host = host
         self._server: UvicornServer | None = None
         self._thread: threading.Thread | None = None

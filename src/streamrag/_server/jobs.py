@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
 import anyio
@@ -96,6 +96,16 @@ class Job:
         text: str = join_pages(self.pages.values())
         return text
 
+    def lines(self) -> dict[str, object]:
+        """``.lines.mmd.json``: per page, its text cut into lines (each keeps its leading newlines),
+        so joining a page's lines gives its text exactly; a page without content has no lines."""
+        pages = []
+        for idx in sorted(self.pages):
+            text = self.pages[idx].text or ""
+            pieces = [piece for piece in re.split(r"(?<=[^\n])(?=\n)", text) if piece]
+            pages.append({"page": idx, "lines": [{"text": piece} for piece in pieces]})
+        return {"pages": pages}
+
     async def follow(self) -> AsyncIterator[PageMessage]:
         """Every page in arrival order: those produced so far, then each new one as it comes."""
         sent = 0
@@ -117,6 +127,9 @@ class JobStore:
 
     def add(self, job: Job) -> None:
         self._jobs[job.pdf_id] = job
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(list(self._jobs.values()))
 
     def get(self, pdf_id: str) -> Job | None:
         """The job, or ``None`` for an unknown or malformed id."""

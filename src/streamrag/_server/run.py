@@ -6,15 +6,13 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
 from .._exceptions import StreamragError
-from .._stream import Framing
 from .app import ServerState, create_app
 
 __all__ = ["UvicornServer", "bind_socket", "format_url", "serve", "uvicorn_config"]
@@ -69,25 +67,17 @@ def make_server(app: Starlette) -> UvicornServer:
     return UvicornServer(uvicorn_config(app), on_shutdown=state.jobs.close)
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    backend: Literal["local", "replay"] = "local",
-    recordings: str | Path | None = None,
-    pace: float = 0.0,
-    framing: Framing = "lines",
-    app_key: str | None = None,
-    page_quota: int | None = None,
-) -> None:
-    """Serve the Mathpix-compatible API until SIGTERM or SIGINT; prints the URL once it listens."""
-    if backend == "replay" and recordings is None:
+def serve(host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+    """Serve the Mathpix-compatible API until SIGTERM or SIGINT; prints the URL once it listens.
+
+    ``options`` are :func:`create_app`'s (backend, recordings, pace, framing, app_key, limits …).
+    """
+    if options.get("backend") == "replay" and options.get("recordings") is None:
         raise SystemExit("streamrag serve: --backend replay needs --recordings DIR")
-    if pace < 0:
+    if options.get("pace", 0.0) < 0:
         raise SystemExit("streamrag serve: --pace must be >= 0")
     try:
-        app = create_app(
-            backend=backend, recordings=recordings, pace=pace, framing=framing, app_key=app_key, page_quota=page_quota
-        )
+        app = create_app(**options)
         sock = bind_socket(host, port)
     except (OSError, ValueError, StreamragError) as exc:
         raise SystemExit(f"streamrag serve: {exc}") from None
