@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd tesseract-ocr-chi-sim tesseract-ocr-ara tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu
 
-.PHONY: demo test bench lint typecheck apt venv clean
+.PHONY: demo test bench bench-quick bench-full lint typecheck apt venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,19 @@ test: apt venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
+# ~10 min on 2 cores: ttfa (15 pages, 3 runs) and perf (all sections but the 5,000-page memory run, the
+# timeline PNG); `make bench-quick` leaves out the 352-page book; `make bench-full` adds 5,000 pages.
 bench: venv
 	$(PY) benchmarks/ttfa.py
+	$(PY) benchmarks/perf.py
+
+bench-quick: venv
+	$(PY) benchmarks/ttfa.py --runs 1
+	$(PY) benchmarks/perf.py --quick
+
+bench-full: venv
+	$(PY) benchmarks/ttfa.py
+	$(PY) benchmarks/perf.py --full
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

@@ -59,7 +59,9 @@ CURRENT = ["warmup"]
 
 
 def _instrument(owner: Any, name: str, label: str) -> None:
-    fn: Callable[..., Any] = getattr(owner, name)
+    fn: Callable[..., Any] | None = getattr(owner, name, None)
+    if fn is None:  # a stage that no longer exists (e.g. the answers' sentence embedding, now lexical)
+        return
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

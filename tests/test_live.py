@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from pathlib import Path
 
@@ -92,3 +93,88 @@ def test_pages_without_content_are_counted_not_indexed(index: LiveIndex, capture
     assert final.coverage.pages_without_content == [2, 4, 6, 8, 10, 12, 14]
     assert "(7 without content)" in final.coverage.describe()
     assert not {2, 4, 6, 8, 10, 12, 14} & {p for c in final.citations for p in c.pages}
+
+
+class _Pages:
+    """An async source of a recording's pages, all available at once; optionally endless or failing."""
+
+    def __init__(self, capture: Path, *, endless: bool = False, fail_after: int | None = None) -> None:
+        self.stream = RecordedStream(capture / "stream.json")
+        self.doc_id = self.stream.doc_id
+        self.endless = endless
+        self.fail_after = fail_after
+        self.read = 0
+        self.closed = False
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        try:
+            while True:
+                async for event in self.stream:
+                    if self.fail_after is not None and self.read == self.fail_after:
+                        raise ValueError("the source broke")
+                    self.read += 1
+                    yield event
+                if not self.endless:
+                    return
+                self.stream = RecordedStream(self.stream.path, doc_id=self.doc_id)
+        finally:
+            self.closed = True
+
+
+@pytest.mark.anyio
+async def test_aask_indexes_queued_pages_in_batches_and_answers_once_per_batch(
+    index: LiveIndex, captures: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture = next(c for c in captures if c.name == "final-old")
+    batches: list[list[int]] = []
+    add_pages = index.aadd_pages
+
+    async def spy(events):  # type: ignore[no-untyped-def]
+        batches.append([e.page_idx for e in events])
+        return await add_pages(events)
+
+    monkeypatch.setattr(index, "aadd_pages", spy)
+    items = [item async for item in aask(_Pages(capture), QUESTIONS, index)]
+    pages = [i.page_idx for i in items if isinstance(i, PageEvent)]
+    assert pages == list(range(1, 16)), "every page, once, in order"
+    assert [p for b in batches for p in b] == pages
+    assert len(batches) < len(pages), "pages that queued up were indexed together"
+    # answers come only between batches: never between two pages of one batch
+    ends = {b[-1] for b in batches}
+    for before, item in itertools.pairwise(items):
+        if isinstance(item, Answer) and not item.final:
+            assert isinstance(before, Answer) or before.page_idx in ends
+    rounds = {a.seconds for a in items if isinstance(a, Answer) and not a.final}
+    assert len([a for a in items if isinstance(a, Answer) and a.final]) == len(QUESTIONS)
+    assert len(rounds) <= len(batches) * len(QUESTIONS)
+
+
+@pytest.mark.anyio
+async def test_aask_stops_quietly_when_the_consumer_stops_early(index: LiveIndex, captures: list[Path]) -> None:
+    import contextlib
+
+    capture = next(c for c in captures if c.name == "final-old")
+    source = _Pages(capture, endless=True)
+    async with contextlib.aclosing(aask(source, QUESTIONS, index)) as items:
+        async for item in items:
+            if isinstance(item, Answer):
+                break
+    assert source.closed, "the read-ahead task was stopped"
+
+    other = _Pages(capture, endless=True)
+    gen = aask(other, QUESTIONS, index)
+    assert isinstance(await gen.__anext__(), PageEvent)
+    await gen.aclose()  # no error, the reader cancelled
+    assert other.closed
+
+
+@pytest.mark.anyio
+async def test_aask_raises_a_source_error_after_the_pages_before_it(index: LiveIndex, captures: list[Path]) -> None:
+    capture = next(c for c in captures if c.name == "final-old")
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="the source broke"):
+        async for item in aask(_Pages(capture, fail_after=3), QUESTIONS, index):
+            if isinstance(item, PageEvent):
+                seen.append(item.page_idx)
+    assert seen == [1, 2, 3]
+    assert not index.coverage(RecordedStream(capture / "stream.json").doc_id).finished

@@ -4,10 +4,18 @@ that test_notebook.py executes."""
 
 from __future__ import annotations
 
+import fcntl
 import io
+import json
+import os
+import pty
 import re
 import shlex
+import struct
+import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,13 +33,55 @@ def readme_blocks(kind: str) -> list[str]:
 
 
 def commands(block: str) -> list[list[str]]:
-    """A shell block's commands, comments dropped, ``python`` as this interpreter."""
+    """A shell block's commands, comments dropped, ``python`` and ``streamrag`` from this interpreter."""
     out = []
     for line in block.splitlines():
         words = shlex.split(line, comments=True)
-        if words:
+        if words and words[0] == "streamrag":
+            out.append([sys.executable, "-m", "streamrag", *words[1:]])
+        elif words:
             out.append([sys.executable if words[0] == "python" else words[0], *words[1:]])
     return out
+
+
+def test_the_cli_quickstart_runs_as_written_with_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    (block,) = readme_blocks("cli")
+    write, ask_live, ask_again = commands(block)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATHPIX_")}
+    env["STREAMRAG_STORE"] = str(tmp_path / "store")
+    subprocess.run(write, cwd=tmp_path, env=env, check=True, timeout=120, capture_output=True)
+    assert (tmp_path / "paper.pdf").is_file()
+    # the live ask runs with its stderr on a pseudo-terminal, as in a shell: the progress bar shows
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    screen: list[bytes] = []
+
+    def read_terminal() -> None:  # drained while the command runs, so its writes never block
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            screen.append(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    live = subprocess.run(
+        ask_live, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=600, check=False
+    )
+    os.close(terminal)
+    reader.join(timeout=30)
+    os.close(controller)
+    shown = b"".join(screen).decode("utf-8", "replace")
+    assert live.returncode == 0
+    assert "pages indexed" in shown and "7/7" in shown
+    assert "still streaming" in live.stdout and "Blue Heron" in live.stdout.split("final answer")[-1]
+    again = subprocess.run(ask_again, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr
+    (record,) = [json.loads(line) for line in again.stdout.splitlines()]
+    assert record["final"] and record["pages_indexed"] == 7 and "64,000" in record["answer"]
 
 
 def test_the_llama_index_quickstart_runs_as_written(

@@ -226,3 +226,29 @@ def test_recorded_pages_round_trip_invalid_utf8_lines_are_skipped(capture: Path)
     lines: list[bytes] = [json.dumps(good[0]).encode(), b"\xff\xfe\x00garbage", json.dumps(good[1]).encode()]
     got = [state.feed(line) for line in lines]
     assert [m.page_idx if m else None for m in got] == [1, None, 2] and state.skipped == 1
+
+
+def test_a_page_of_10_mb_text_is_a_page_error_and_the_rest_streams(
+    local_server: ServerProcess, tmp_path: Path, embedder: object
+) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_auto_page_break(False)
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.text(20, 20, "The first page is an ordinary page about lighthouses.")
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=2)
+    line = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor " * 2
+    for i in range(10_000_000 // len(line)):  # ~10 MB of text drawn on one page
+        pdf.text(5, 5 + (i % 280), line)
+    index = LiveIndex(tmp_path / "store", embed_model=embedder)  # type: ignore[arg-type]
+    source = MathpixPDF(bytes(pdf.output()), api_url=local_server.url, app_key="", retry=ONCE)
+    events = list(source)
+    for event in events:
+        index.add_page(event)
+    assert [e.error_id for e in events] == [None, "page_too_large"]
+    coverage = index.coverage(source.doc_id)
+    assert coverage.complete and coverage.pages_without_content == [2]
+    assert [c.pages for c in index.chunks(source.doc_id)] == [[1]]

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streamrag import AuthenticationError, MathpixError, RateLimitError, StreamFormatError
+from streamrag import AuthenticationError, MathpixError, PageMessage, RateLimitError, RetryPolicy, StreamFormatError
+from streamrag._protocol import StreamState
 from streamrag._stream import decode_line, encode_message, join_pages, raise_for_error_body, read_recording
 
 
@@ -91,3 +94,38 @@ def test_malformed_lines_raise_stream_format_error(line: str | bytes) -> None:
 def test_unknown_fields_are_kept() -> None:
     message = decode_line('{"page_idx": 1, "text": "a", "pdf_selected_len": 1, "new_field": 3}')
     assert message is not None and message.model_extra == {"new_field": 3}
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=200), JSONISH.map(json.dumps)))
+def test_fuzzed_lines_give_a_page_nothing_or_a_typed_error(line: str | bytes) -> None:
+    state = StreamState("fuzz", RetryPolicy())
+    try:
+        result = state.feed(line)
+    except MathpixError:
+        return  # an error body: typed, with its id
+    assert result is None or isinstance(result, PageMessage)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_real_messages_never_crash_the_parser(captures: list[Path], data: st.DataObject) -> None:
+    messages = read_recording(captures[0] / "stream.json")
+    line = json.dumps(data.draw(st.sampled_from(messages)).wire())
+    cut = data.draw(st.integers(0, len(line)))
+    junk = data.draw(st.text(max_size=10))
+    mutated = line[:cut] + junk + line[cut + data.draw(st.integers(0, 10)) :]
+    state = StreamState("fuzz", RetryPolicy())
+    try:
+        result = state.feed(mutated)
+    except MathpixError:
+        return
+    assert result is None or isinstance(result, PageMessage)
+    assert state.skipped + (result is not None) <= 1

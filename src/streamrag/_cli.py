@@ -38,9 +38,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _open_source(path: Path, args: argparse.Namespace) -> AsyncIterator[Any]:
+async def _open_source(path: Path, args: argparse.Namespace, gate: Any = None) -> AsyncIterator[Any]:
     """The page source for ``ask``: ``--api-url``, else Mathpix if ``MATHPIX_APP_KEY`` is set, else
-    the embedded server on a free loopback port (replaying a recording, or converting a PDF)."""
+    the embedded server on a free loopback port (replaying a recording, or converting a PDF).
+    ``gate``: a :class:`~streamrag._retry.RateGate` shared with the worker's other sources."""
     from ._sources import MathpixPDF, RecordedStream
 
     if not path.is_file():
@@ -57,7 +58,7 @@ async def _open_source(path: Path, args: argparse.Namespace) -> AsyncIterator[An
             return
         pdf = pdfs[0]
     if args.api_url or os.environ.get("MATHPIX_APP_KEY"):
-        yield MathpixPDF(pdf, api_url=args.api_url, options=options)
+        yield MathpixPDF(pdf, api_url=args.api_url, options=options, gate=gate)
         return
     from ._server import EmbeddedServer
 
@@ -65,7 +66,7 @@ async def _open_source(path: Path, args: argparse.Namespace) -> AsyncIterator[An
         backend="replay" if recording else "local", recordings=[path.parent] if recording else None, pace=args.pace
     )
     with server:
-        yield MathpixPDF(pdf, api_url=server.url, app_key="", options=options)
+        yield MathpixPDF(pdf, api_url=server.url, app_key="", options=options, gate=gate)
 
 
 def _print_answer(answer: Any, out: TextIO) -> None:
@@ -80,16 +81,100 @@ def _print_answer(answer: Any, out: TextIO) -> None:
     out.flush()
 
 
+class _Prefetched:
+    """A page source already being read (uploaded, streamed) by a task, while the model still loads."""
+
+    def __init__(self, doc_id: str, receive: Any) -> None:
+        self.doc_id = doc_id
+        self._receive = receive
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        async with self._receive:
+            async for event in self._receive:
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+
+
+def _stored_complete(client: Any, doc_id: str) -> bool:
+    """Whether the store's page ledger holds every page of ``doc_id`` (read without any model)."""
+    from ._index import DEFAULT_COLLECTION
+    from ._store import PageLedger
+
+    pages: set[int] = set()
+    total = None
+    for event in PageLedger(client, f"{DEFAULT_COLLECTION}-pages").load(doc_id):
+        pages.add(event.page_idx)
+        total = event.pdf_selected_len or total
+    return total is not None and all(i in pages for i in range(1, total + 1))
+
+
+def _ready_embedder(model: str | None) -> Any:
+    """The embedder loaded and warmed, and the index stack imported (run in a thread at start-up)."""
+    from . import _index, _live  # noqa: F401
+    from ._embedding import load_embedder
+
+    embedder = load_embedder(model)
+    embedder.get_text_embedding_batch(["warm up"])  # the first forward pass pays one-time costs
+    return embedder
+
+
 async def _ask_async(args: argparse.Namespace) -> int:
-    from ._index import LiveIndex
-    from ._live import aask
+    """Cold start overlapped: the model loads in a thread while the store is opened, the source
+    uploads and the first page is awaited; a document complete in the store is never uploaded."""
+    import anyio
+
+    from ._store import open_chroma
+
+    err = sys.stderr
+    timings = getattr(args, "timings", False)
+    spec = _store_spec(args)
+    loading = asyncio.ensure_future(asyncio.to_thread(_ready_embedder, args.model))
+    client = await asyncio.to_thread(open_chroma, spec)
+    bar = page_progress(err, quiet=args.json)
+    reading: asyncio.Future[None] | None = None
+    async with _open_source(Path(args.source), args) as source:
+        if not await asyncio.to_thread(_stored_complete, client, source.doc_id):
+            send, receive = anyio.create_memory_object_stream[Any](float("inf"))
+
+            async def prefetch(pages: Any) -> None:
+                async with send:
+                    try:
+                        async for event in pages:
+                            if timings:
+                                print(f"timing arrived {event.page_idx} {time.monotonic() - STARTED:.3f}", file=err)
+                            await send.send(event)
+                    except Exception as exc:  # handed to the reader, raised after the pages before it
+                        await send.send(exc)
+
+            reading = asyncio.ensure_future(prefetch(source))  # not a task group: errors keep their type
+            source = _Prefetched(source.doc_id, receive)
+        embedder = await loading
+        if timings:
+            print(f"timing model_ready {time.monotonic() - STARTED:.3f}", file=err)
+        from ._index import LiveIndex
+        from ._live import aask
+
+        index = await asyncio.to_thread(LiveIndex, spec, embed_model=embedder, chroma_client=client)
+        try:
+            await _print_items(aask(source, args.question, index, top_k=args.top_k, started=STARTED), args, bar)
+        finally:
+            if reading is not None:
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+    if bar is not None:
+        bar.close()
+    return 0
+
+
+async def _print_items(items: AsyncIterator[Any], args: argparse.Namespace, bar: Any) -> None:
+    """Each answer on stdout (JSON or human), each page on stderr (a bar, or a line)."""
     from ._models import Answer
 
     out, err = sys.stdout, sys.stderr
-    bar = page_progress(err, quiet=args.json)
-    async with _open_source(Path(args.source), args) as source:
-        index = await asyncio.to_thread(LiveIndex, args.store, embed_model=args.model)
-        async for item in aask(source, args.question, index, top_k=args.top_k, started=STARTED):
+    async with contextlib.aclosing(items):  # type: ignore[type-var]
+        async for item in items:
             if isinstance(item, Answer):
                 if args.json:
                     print(json.dumps(item.to_record(), ensure_ascii=False), file=out, flush=True)
@@ -107,9 +192,6 @@ async def _ask_async(args: argparse.Namespace) -> int:
                 total = item.pdf_selected_len or "?"
                 status = "indexed" if item.has_content else f"no content ({item.error_id})"
                 print(f"[{time.monotonic() - STARTED:6.2f}s] page {item.page_idx}/{total} {status}", file=err)
-    if bar is not None:
-        bar.close()
-    return 0
 
 
 def page_progress(err: TextIO, *, quiet: bool) -> Any:
@@ -119,6 +201,12 @@ def page_progress(err: TextIO, *, quiet: bool) -> Any:
         return None
     from tqdm import tqdm
 
+    try:
+        width = os.get_terminal_size(err.fileno()).columns
+    except (OSError, ValueError):
+        width = 0
+    if width <= 0:  # a terminal that reports no size (a fresh pty): a fixed width, not an empty bar
+        return tqdm(desc="pages indexed", unit="page", file=err, ncols=80)
     return tqdm(desc="pages indexed", unit="page", file=err, dynamic_ncols=True)
 
 
@@ -134,29 +222,39 @@ def _sources_of(paths: list[str]) -> list[Path]:
     return found
 
 
-async def _ingest_async(args: argparse.Namespace) -> int:
-    from ._exceptions import StreamragError
-    from ._index import LiveIndex
+def _store_spec(args: argparse.Namespace) -> Any:
+    """The store named by ``--store`` (a directory or a Chroma server URL) and its server options."""
+    from ._store import StoreSpec
 
-    index = await asyncio.to_thread(LiveIndex, args.store, embed_model=args.model)
-    failed = 0
-    for path in _sources_of(args.sources):
-        try:
-            async with _open_source(path, args) as source:
-                if (await index.acoverage(source.doc_id)).complete:
-                    print(f"{path}: already complete ({source.doc_id})", flush=True)
-                    continue
-                async for event in source:
-                    update = await index.aadd_page(event)
-                    state = "duplicate" if update.duplicate else "indexed"
-                    total = event.pdf_selected_len or "?"
-                    print(f"{path}: page {event.page_idx}/{total} {state}", flush=True)
-                coverage = await index.afinish(source.doc_id)
-                print(f"{path}: {coverage.describe()} ({source.doc_id})", flush=True)
-        except StreamragError as exc:
-            failed += 1
-            print(f"{path}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-    return 1 if failed else 0
+    try:
+        return StoreSpec.of(
+            args.store, headers=args.store_header or None, tenant=args.store_tenant, database=args.store_database
+        )
+    except ValueError as exc:
+        raise SystemExit(f"streamrag: {exc}") from None
+
+
+async def _ingest_async(args: argparse.Namespace) -> int:
+    from ._index import LiveIndex
+    from ._store import open_chroma
+    from ._workers import Worker, jobs_of, lease_table
+
+    spec = _store_spec(args)
+    jobs = jobs_of(_sources_of(args.sources))
+    index = await asyncio.to_thread(LiveIndex, spec, embed_model=args.model)
+    # leases only matter when several processes share a server; a directory has one process at a time
+    leases = await asyncio.to_thread(lease_table, open_chroma(spec), ttl=args.lease_ttl) if spec.is_server else None
+    worker = Worker(
+        index,
+        leases,
+        lambda path, gate: _open_source(path, args, gate),
+        name=args.worker_name,
+        concurrency=args.concurrency,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+    print(f"worker {worker.name}: {len(jobs)} documents, store {spec.describe()}", flush=True)
+    return await worker.run(jobs)
 
 
 def _run(main: Any, args: argparse.Namespace) -> int:
@@ -177,6 +275,13 @@ def _ask(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     return _run(_ingest_async, args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import write_demo_pdf
+
+    print(write_demo_pdf(Path(args.path)))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,19 +308,42 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("-q", "--question", action="append", required=True, help="a question (repeatable)")
     ask.add_argument("--json", action="store_true", help="one JSON object per answer on stdout")
     ask.add_argument("--top-k", type=int, default=5, help="chunks to retrieve per question (default 5)")
+    ask.add_argument("--timings", action="store_true", help=argparse.SUPPRESS)  # benchmark: arrivals, model ready
     _source_options(ask)
     ask.set_defaults(func=_ask)
 
     ingest = sub.add_parser("ingest", help="index PDFs or recorded streams into the store (resumable)")
     ingest.add_argument("sources", nargs="+", help="PDF files, stream.json recordings, or folders of them")
+    ingest.add_argument("--concurrency", type=int, default=2, help="documents streamed at once (default 2)")
+    ingest.add_argument(
+        "--lease-ttl", type=float, default=30.0, help="seconds a worker's claim on a document lasts unrenewed"
+    )
+    ingest.add_argument("--worker-name", help="this worker's name in leases (default host:pid:random)")
     _source_options(ingest)
     ingest.set_defaults(func=_ingest)
+
+    demo = sub.add_parser("demo", help="write the demo document (a 7-page PDF the project authors)")
+    demo.add_argument("path", nargs="?", default="streamrag-demo.pdf", help="where to write it")
+    demo.set_defaults(func=_demo)
     return parser
 
 
 def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-url", help="a Mathpix-compatible server (default: Mathpix if MATHPIX_APP_KEY is set)")
-    parser.add_argument("--store", help="index directory (default: $STREAMRAG_STORE or ~/.local/share/streamrag)")
+    parser.add_argument(
+        "--store",
+        help="index directory, or a Chroma server URL http://host:port[?tenant=T&database=D] "
+        "(default: $STREAMRAG_STORE or ~/.local/share/streamrag)",
+    )
+    parser.add_argument(
+        "--store-header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a header for the Chroma server, e.g. 'Authorization: Bearer …' (repeatable; "
+        "or STREAMRAG_STORE_HEADERS, STREAMRAG_STORE_TOKEN)",
+    )
+    parser.add_argument("--store-tenant", help="Chroma server tenant (default: the server's default)")
+    parser.add_argument("--store-database", help="Chroma server database (default: the server's default)")
     parser.add_argument("--pace", type=float, default=0.0, help="embedded server: seconds per page, at least")
     parser.add_argument("--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2)")
     parser.add_argument("--password", help="password of an encrypted PDF")

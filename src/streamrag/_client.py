@@ -2,7 +2,8 @@
 
 Every request is retried on transient faults within a :class:`RetryPolicy`. ``stream`` survives
 broken connections: it reconnects with backoff, skips the pages it already holds, and, when the
-stream cannot be resumed, polls the status and downloads the missing pages (``.lines.mmd.json``).
+stream cannot be resumed, polls the status and downloads the missing pages (``.lines.mmd.json``,
+cross-checked against the ``.mmd``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ._protocol import (
     transport_error,
     upload_request,
 )
-from ._retry import Attempts, RetryPolicy
+from ._retry import Attempts, RateGate, RetryPolicy
 
 __all__ = ["DEFAULT_API_URL", "AsyncMathpixClient", "MathpixClient", "RetryPolicy"]
 
@@ -66,9 +67,11 @@ class MathpixClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        gate: RateGate | None = None,
     ) -> None:
         self._config = Config(app_key, app_id, api_url)
         self.retry = retry or RetryPolicy()
+        self.gate = gate  # a backoff shared with other clients (429 Retry-After), if given
         self._http = httpx.Client(
             base_url=self._config.api_url, headers=self._config.headers(), timeout=timeout, transport=transport
         )
@@ -88,12 +91,16 @@ class MathpixClient:
     def _call(self, what: str, method: str, path: str, parse: Callable[[httpx.Response], T], **kw: Any) -> T:
         attempts = Attempts(what, self.retry)
         while True:
+            if self.gate is not None:
+                time.sleep(self.gate.remaining())
             try:
                 return parse(self._http.request(method, path, **kw))
             except httpx.HTTPError as exc:
                 error: StreamragError = transport_error(what, exc)
             except StreamragError as exc:
                 error = exc
+                if self.gate is not None:
+                    self.gate.note(exc)
             time.sleep(attempts.delay(error))
 
     def submit(self, source: Upload, *, options: dict[str, Any] | None = None, filename: str | None = None) -> str:
@@ -122,6 +129,8 @@ class MathpixClient:
         ``1..pdf_selected_len`` is in hand. Broken connections are resumed (see the module)."""
         state = StreamState(pdf_id, self.retry)
         while True:
+            if self.gate is not None:
+                time.sleep(self.gate.remaining())
             try:
                 with self._http.stream("GET", f"/v3/pdf/{pdf_id}/stream") as response:
                     if response.status_code != 200:
@@ -137,6 +146,8 @@ class MathpixClient:
                 error = transport_error(f"stream of {pdf_id}", exc)
             except StreamragError as exc:
                 error = exc
+            if self.gate is not None:
+                self.gate.note(error)
             delay = state.broken(error)
             if delay is None:
                 break
@@ -148,6 +159,7 @@ class MathpixClient:
         while not _finished(status := self.status(state.pdf_id), state.pdf_id):
             time.sleep(attempts.delay(state.closed_early()))
         yield from state.recover(status, self.download_lines(state.pdf_id))
+        state.matches(self.download_mmd(state.pdf_id))  # the .mmd cross-checks the pages
 
 
 class AsyncMathpixClient:
@@ -162,9 +174,11 @@ class AsyncMathpixClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        gate: RateGate | None = None,
     ) -> None:
         self._config = Config(app_key, app_id, api_url)
         self.retry = retry or RetryPolicy()
+        self.gate = gate  # a backoff shared with other clients (429 Retry-After), if given
         self._http = httpx.AsyncClient(
             base_url=self._config.api_url, headers=self._config.headers(), timeout=timeout, transport=transport
         )
@@ -184,12 +198,16 @@ class AsyncMathpixClient:
     async def _call(self, what: str, method: str, path: str, parse: Callable[[httpx.Response], T], **kw: Any) -> T:
         attempts = Attempts(what, self.retry)
         while True:
+            if self.gate is not None:
+                await anyio.sleep(self.gate.remaining())
             try:
                 return parse(await self._http.request(method, path, **kw))
             except httpx.HTTPError as exc:
                 error: StreamragError = transport_error(what, exc)
             except StreamragError as exc:
                 error = exc
+                if self.gate is not None:
+                    self.gate.note(exc)
             await anyio.sleep(attempts.delay(error))
 
     async def submit(
@@ -219,6 +237,8 @@ class AsyncMathpixClient:
         """Each new page message as it arrives; see :meth:`MathpixClient.stream`."""
         state = StreamState(pdf_id, self.retry)
         while True:
+            if self.gate is not None:
+                await anyio.sleep(self.gate.remaining())
             try:
                 async with self._http.stream("GET", f"/v3/pdf/{pdf_id}/stream") as response:
                     if response.status_code != 200:
@@ -234,6 +254,8 @@ class AsyncMathpixClient:
                 error = transport_error(f"stream of {pdf_id}", exc)
             except StreamragError as exc:
                 error = exc
+            if self.gate is not None:
+                self.gate.note(error)
             delay = state.broken(error)
             if delay is None:
                 break
@@ -243,3 +265,4 @@ class AsyncMathpixClient:
             await anyio.sleep(attempts.delay(state.closed_early()))
         for message in state.recover(status, await self.download_lines(pdf_id)):
             yield message
+        state.matches(await self.download_mmd(pdf_id))  # the .mmd cross-checks the pages

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,18 @@ from llama_index.core.schema import (
     RelatedNodeInfo,
     TextNode,
 )
-from llama_index.core.vector_stores.types import BasePydanticVectorStore, MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from ._chunker import SECTION_KEY, Chunk, StreamChunker
 from ._embedding import load_embedder, token_counter, window
 from ._models import Citation, Coverage, PageEvent
-from ._store import PageLedger, chunk_collection, open_chroma
+from ._store import PageLedger, StoreSpec, chunk_collection, is_server, open_chroma
 
 __all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
 
@@ -120,7 +126,13 @@ def chunk_of(node: Any, doc_id: str | None = None) -> Chunk:
 class LiveIndex:
     """A Chroma-backed index that grows page by page while it is being queried.
 
-    ``store`` is a directory for an embedded Chroma (default: :func:`~streamrag._store.default_store`);
+    ``store`` is a directory for an embedded Chroma (default: :func:`~streamrag._store.default_store`),
+    or a Chroma server URL ``http://host:port`` (or a :class:`~streamrag._store.StoreSpec` with
+    headers, tenant, database) that several processes and machines share: then coverage is read
+    from the store on every call, and a query cites only pages whose records have landed.
+    ``vector_store``: any LlamaIndex vector store that stores text, to hold the chunks instead of
+    Chroma; the page ledger stays in the Chroma ``store`` (see ``docs/scaling.md`` for what that
+    store must support);
     ``max_page_chars`` caps one page's text (a longer one is recorded as error ``page_too_large``);
     ``embed_model`` a LlamaIndex embedding or a sentence-transformers model name/path (default: the
     packaged all-MiniLM-L6-v2); ``chunk_tokens`` the chunk budget (default: the model's window).
@@ -128,18 +140,27 @@ class LiveIndex:
 
     def __init__(
         self,
-        store: str | Path | None = None,
+        store: str | Path | StoreSpec | None = None,
         *,
         collection: str = DEFAULT_COLLECTION,
         embed_model: BaseEmbedding | str | None = None,
         chroma_client: Any = None,
         chunk_tokens: int | None = None,
         max_page_chars: int = 1_000_000,
+        vector_store: BasePydanticVectorStore | None = None,
+        shared: bool | None = None,
     ) -> None:
         self.embed_model = embed_model if isinstance(embed_model, BaseEmbedding) else load_embedder(embed_model)
         client = chroma_client if chroma_client is not None else open_chroma(store)
+        # other processes write to a server: read coverage from the store, not from this process's memory
+        self.shared = is_server(store) if shared is None else shared
         self._collection = chunk_collection(client, collection)
-        self.vector_store: BasePydanticVectorStore = ChromaVectorStore(chroma_collection=self._collection)
+        if vector_store is not None and not vector_store.stores_text:
+            raise ValueError(f"{type(vector_store).__name__} does not store text; a live index needs one that does")
+        self.custom_store = vector_store
+        self.vector_store: BasePydanticVectorStore = vector_store or ChromaVectorStore(
+            chroma_collection=self._collection
+        )
         self.index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=self.embed_model)
         self._ledger = PageLedger(client, f"{collection}-pages")
         self._count = token_counter(self.embed_model)
@@ -237,6 +258,8 @@ class LiveIndex:
     def delete_document(self, doc_id: str) -> None:
         """Remove a document's chunks and page records; other documents are untouched."""
         with self._write_lock:
+            if self.custom_store is not None:
+                self.custom_store.delete(doc_id)
             self._collection.delete(where={_DOC_KEY: doc_id})
             self._ledger.delete(doc_id)
             with self._state_lock:
@@ -245,9 +268,42 @@ class LiveIndex:
     # -- reading ---------------------------------------------------------------------------
 
     def coverage(self, doc_id: str) -> Coverage:
+        if self.shared:
+            return self.stored_coverage(doc_id)
         doc = self._doc(doc_id)
         with self._state_lock:
             return doc.coverage(doc_id)
+
+    def stored_coverage(self, doc_id: str) -> Coverage:
+        """A document's coverage as the store records it now (whoever wrote it, in any process)."""
+        events = {e.page_idx: e for e in self._ledger.load(doc_id)}
+        total = next((e.pdf_selected_len for e in events.values() if e.pdf_selected_len is not None), None)
+        complete = total is not None and all(i in events for i in range(1, total + 1))
+        with self._state_lock:
+            local = self._docs.get(doc_id)
+            finished = complete or (local is not None and local.finished)
+        return Coverage(
+            doc_id=doc_id,
+            pages_seen=sorted(events),
+            pages_without_content=[p for p, e in sorted(events.items()) if not e.has_content],
+            pages_total=total,
+            complete=complete,
+            finished=finished,
+        )
+
+    def documents(self) -> list[str]:
+        """Every document with pages in the store."""
+        return self._ledger.documents()
+
+    def coverages(self, doc_ids: Sequence[str] | None = None) -> dict[str, Coverage]:
+        """Coverage of each of ``doc_ids`` (default: every document in the store)."""
+        return {d: self.coverage(d) for d in (self.documents() if doc_ids is None else doc_ids)}
+
+    def forget(self, doc_id: str) -> None:
+        """Drop what this process remembers of a document, so its next use reloads it from the store
+        (before taking over a document another process was writing)."""
+        with self._write_lock, self._state_lock:
+            self._docs.pop(doc_id, None)
 
     def page_texts(self, doc_id: str) -> dict[int, str]:
         """Each indexed page's text (empty for pages without content)."""
@@ -265,22 +321,49 @@ class LiveIndex:
         return sorted(chunks, key=lambda c: c.pieces[0])
 
     def retrieve(
-        self, question: str | QueryBundle, doc_id: str | None = None, top_k: int = 5
+        self, question: str | QueryBundle, doc_id: str | Sequence[str] | None = None, top_k: int = 5
     ) -> tuple[list[Citation], Coverage | None]:
-        """The ``top_k`` chunks nearest the question, and the coverage they were drawn from.
+        """The ``top_k`` chunks nearest the question — in one document (``doc_id`` a string), several
+        (a list) or all (``None``) — and the coverage of that one document (``None`` otherwise; see
+        :meth:`coverages`).
 
         Coverage is read after the search, under the lock writers hold while committing a page,
-        so every cited page is within it.
+        so every cited page is within it. On a shared store (a server other processes write to) it
+        is read from the store after the search, and a chunk whose pages are not all recorded yet
+        (its writer is between writing chunks and recording pages) is left out.
         """
         filters = None
-        if doc_id is not None:
+        if isinstance(doc_id, str):
             filters = MetadataFilters(filters=[MetadataFilter(key=_DOC_KEY, value=doc_id)])
+        elif doc_id is not None:
+            ids = list(doc_id)
+            filters = MetadataFilters(filters=[MetadataFilter(key=_DOC_KEY, value=ids, operator=FilterOperator.IN)])
         retriever = self.index.as_retriever(similarity_top_k=top_k, filters=filters)
-        hits: list[NodeWithScore] = retriever.retrieve(question)
-        with self._state_lock:
-            coverage = self._docs[doc_id].coverage(doc_id) if doc_id in self._docs else None
+        hits: list[NodeWithScore] = self._search(retriever, question)
         # a chunk deleted (replaced) while the search ran comes back without its metadata: skip it
-        return [self._citation(h) for h in hits if "pieces" in h.node.metadata], coverage
+        citations = [self._citation(h) for h in hits if "pieces" in h.node.metadata]
+        if self.shared:
+            wanted = {c.doc_id for c in citations} | ({doc_id} if isinstance(doc_id, str) else set())
+            seen = {d: self.stored_coverage(d) for d in wanted}
+            citations = [c for c in citations if set(c.pages) <= set(seen[c.doc_id].pages_seen)]
+            return citations, seen[doc_id] if isinstance(doc_id, str) else None
+        with self._state_lock:
+            coverage = self._docs[doc_id].coverage(doc_id) if isinstance(doc_id, str) and doc_id in self._docs else None
+        return citations, coverage
+
+    def _search(self, retriever: Any, question: str | QueryBundle) -> list[NodeWithScore]:
+        """The search; on a shared server, retried a few times past Chroma's transient internal error
+        while another client's writes are being compacted ("Nothing found on disk")."""
+        for attempt in range(5):
+            try:
+                hits: list[NodeWithScore] = retriever.retrieve(question)
+                return hits
+            except Exception as exc:
+                if not self.shared or attempt == 4 or type(exc).__name__ != "InternalError":
+                    raise
+                log.debug("search failed (%s); trying again", exc)
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def query_bundle(self, question: str) -> QueryBundle:
         """A question with its embedding, to reuse across repeated live queries."""
@@ -311,7 +394,7 @@ class LiveIndex:
         return await anyio.to_thread.run_sync(self.add_pages, events)
 
     async def aretrieve(
-        self, question: str | QueryBundle, doc_id: str | None = None, top_k: int = 5
+        self, question: str | QueryBundle, doc_id: str | Sequence[str] | None = None, top_k: int = 5
     ) -> tuple[list[Citation], Coverage | None]:
         return await anyio.to_thread.run_sync(self.retrieve, question, doc_id, top_k)
 

@@ -4,6 +4,7 @@ answered again whenever new pages change their top results, and finally when the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -99,6 +100,9 @@ def ask(
     yield from live.update(final=True)
 
 
+MAX_BATCH = 32  # pages indexed together at most when they queue up (bounds memory and answer delay)
+
+
 async def aask(
     source: AsyncIterable[PageEvent],
     questions: Sequence[str],
@@ -107,19 +111,67 @@ async def aask(
     top_k: int = 5,
     llm: Any = None,
     started: float | None = None,
+    max_batch: int = MAX_BATCH,
 ) -> AsyncIterator[PageEvent | Answer]:
-    """The async face of :func:`ask`: pages are read on the event loop, indexing runs in a thread."""
+    """The async face of :func:`ask`: pages are read on the event loop, indexing runs in a thread.
+
+    The source is read ahead by a task of its own, so pages keep arriving while earlier ones are
+    embedded; pages that queued up meanwhile are indexed together (one embedding batch, one write,
+    up to ``max_batch``) and the questions re-answered once per batch. The first page is always
+    indexed alone, so that the first answer never waits for a backlog. A consumer may stop early
+    (``break`` inside ``contextlib.aclosing``, or ``aclose()``): the reader is cancelled quietly.
+    An error of the source is raised after the pages that came before it are indexed and yielded.
+    """
     doc_id: str = source.doc_id  # type: ignore[attr-defined]
     live = await anyio.to_thread.run_sync(
         lambda: LiveQuestions(index, doc_id, questions, top_k=top_k, llm=llm, started=started)
     )
     if not (await index.acoverage(doc_id)).complete:
-        async for event in source:
-            await index.aadd_page(event)
-            yield event
-            if not (await index.acoverage(doc_id)).complete:
-                for answer in await live.aupdate():
-                    yield answer
+        send, receive = anyio.create_memory_object_stream[PageEvent](math.inf)
+        failure: list[BaseException] = []
+
+        async def read_ahead() -> None:
+            pages = aiter(source)
+            async with send:
+                try:
+                    async for event in pages:
+                        await send.send(event)
+                except Exception as exc:  # raised by the consumer once the earlier pages are through
+                    failure.append(exc)
+                finally:  # close the source now (its connection), not when it is garbage-collected
+                    if (aclose := getattr(pages, "aclose", None)) is not None:
+                        with anyio.CancelScope(shield=True):
+                            await aclose()
+
+        stopped = False  # the consumer closed us: GeneratorExit must not cross the task group
+        async with receive, anyio.create_task_group() as tg:
+            tg.start_soon(read_ahead)
+            limit = 1  # the first page alone, answered at once; then whatever queued meanwhile
+            try:
+                async for first in receive:
+                    batch = [first]
+                    while len(batch) < limit:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await index.aadd_pages(batch)
+                    limit = max_batch
+                    for event in batch:
+                        yield event
+                    if not (await index.acoverage(doc_id)).complete:  # at completion the finals follow
+                        for answer in await live.aupdate():
+                            yield answer
+            except GeneratorExit:
+                stopped = True
+            except Exception as exc:  # raised below, outside the task group, with its own type
+                failure.insert(0, exc)
+            finally:
+                tg.cancel_scope.cancel()  # a consumer that stopped early: stop reading
+        if stopped:
+            return
+        if failure:
+            raise failure[0]
         await index.afinish(doc_id)
     for answer in await live.aupdate(final=True):
         yield answer

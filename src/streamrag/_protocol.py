@@ -184,3 +184,10 @@ class StreamState:
             missing = [i for i in range(1, total + 1) if i not in self.pages]
             log.warning("pdf %s: the server completed without pages %s", self.pdf_id, missing)
         return recovered
+
+    def matches(self, mmd: str) -> bool:
+        """Whether the pages in hand rebuild the ``.mmd`` download (logged when they do not)."""
+        joined = "".join(m.text or "" for _, m in sorted(self.pages.items()))
+        if joined != mmd:
+            log.warning("pdf %s: the pages in hand do not rebuild the .mmd download", self.pdf_id)
+        return joined == mmd

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ._exceptions import MathpixError, RateLimitError, RetryError, StreamragError, TransportError
 
-__all__ = ["Attempts", "RetryPolicy", "is_transient"]
+__all__ = ["Attempts", "RateGate", "RetryPolicy", "is_transient"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,30 @@ class Attempts:
         if n >= self.policy.attempts or elapsed + wait > self.policy.deadline:
             raise RetryError(self.what, self.tried, elapsed) from exc
         return wait
+
+
+class RateGate:
+    """A backoff shared by every request of a worker: when one request is told to wait (429 with
+    ``Retry-After``), the others hold their next request until then too, instead of each finding out
+    for itself. Share one gate between the clients of concurrent uploads and streams."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until = 0.0
+        self.holds = 0  # how many times the gate was closed (for tests and reports)
+
+    def hold(self, seconds: float) -> None:
+        """Close the gate for ``seconds`` from now (never shortening an existing hold)."""
+        self._until = max(self._until, self._clock() + seconds)
+        self.holds += 1
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - self._clock())
+
+    def note(self, exc: BaseException) -> None:
+        """Close the gate if ``exc`` is a rate limit with a ``Retry-After``."""
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            self.hold(exc.retry_after)
 
 
 def _describe(exc: StreamragError) -> str:

@@ -20,7 +20,7 @@ import anyio.to_thread
 from ._client import AsyncMathpixClient, MathpixClient
 from ._models import PageEvent, PageMessage
 from ._protocol import Upload
-from ._retry import RetryPolicy
+from ._retry import RateGate, RetryPolicy
 from ._stream import read_recording
 
 __all__ = ["LocalPDF", "MathpixPDF", "RecordedStream", "document_id"]
@@ -96,7 +96,9 @@ class MathpixPDF:
 
     ``api_url``, ``app_key`` and ``app_id`` default to ``MATHPIX_API_URL``, ``MATHPIX_APP_KEY`` and
     ``MATHPIX_APP_ID``. ``options`` are extra upload options (``page_ranges``, ``password`` …);
-    ``retry`` bounds the retries and reconnects, ``timeout`` the seconds to wait for any byte.
+    ``retry`` bounds the retries and reconnects, ``timeout`` the seconds to wait for any byte;
+    ``gate`` a :class:`~streamrag._retry.RateGate` shared with other sources, so that a 429's
+    ``Retry-After`` holds back every upload and stream that shares it.
     """
 
     def __init__(
@@ -110,10 +112,17 @@ class MathpixPDF:
         doc_id: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        gate: RateGate | None = None,
     ) -> None:
         self.source = source
         self.options = options or {}
-        self._client_args: dict[str, Any] = {"api_url": api_url, "app_key": app_key, "app_id": app_id, "retry": retry}
+        self._client_args: dict[str, Any] = {
+            "api_url": api_url,
+            "app_key": app_key,
+            "app_id": app_id,
+            "retry": retry,
+            "gate": gate,
+        }
         if timeout is not None:
             self._client_args["timeout"] = timeout
         if isinstance(source, str) and source.startswith(("http://", "https://")):

@@ -124,6 +124,9 @@ class PdfPages:
         for idx in range(1, total + 1):
             try:
                 blocks = self._page_blocks(idx)
+            except ConversionError as exc:  # a page refused on purpose (e.g. page_too_large)
+                yield _error_page(idx, total, exc.error_id, exc.message)
+                continue
             except Exception as exc:  # one bad page must not end the document
                 message = f"Page conversion failed: {type(exc).__name__}: {exc}"
                 yield _error_page(idx, total, "sys_exception", message)

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from .._exceptions import ConversionError
 from ._text import HYPHEN_MARKS
+
+#: Characters one page may hold; a denser page is an error of that page, not a hang of the server.
+MAX_PAGE_CHARS = 200_000
 
 _BOLD_FONT = re.compile(r"bold|black|heavy|demi|medi|cmbx|\bbx", re.IGNORECASE)
 _LINE_SPLIT = re.compile(r"([^\r\n\x02\ufffe]*[\x02\ufffe]?)(?:\r\n|[\r\n])?")
@@ -104,6 +108,8 @@ def _objects(page: pdfium.PdfPage, area: float) -> tuple[float, bool]:
 def read_lines(textpage: pdfium.PdfTextPage) -> list[Line]:
     """The page's lines as PDFium splits them (``\\r\\n``), sampling a few chars per line for style."""
     n = textpage.count_chars()
+    if n > MAX_PAGE_CHARS:  # no real page holds this much: refuse it before the per-char layout work
+        raise ConversionError("page_too_large", f"the page has {n} characters, over the limit of {MAX_PAGE_CHARS}")
     text = textpage.get_text_range() if n > 0 else ""
     if len(text) != n:  # non-BMP characters: fall back to one call per char
         text = "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0xFFFD) for i in range(n))

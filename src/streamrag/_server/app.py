@@ -42,7 +42,7 @@ from .faults import FaultPlan, FaultyRequests, StreamFault, faulty_stream
 from .jobs import Job, JobStore, new_pdf_id
 from .options import ApiError, UploadOptions, loads, parse_options, parse_options_json
 
-__all__ = ["MAX_PDF_BYTES", "Limits", "ServerState", "create_app"]
+__all__ = ["MAX_PDF_BYTES", "Limits", "ServerState", "create_app", "drain"]
 
 MAX_PDF_BYTES = 1 << 30
 MEDIA_TYPES: dict[str, str] = {"lines": "application/x-ndjson", "sse": "text/event-stream"}
@@ -72,12 +72,33 @@ class ServerState:
     stream_fault: StreamFault | None = None
 
 
-def error_response(error_id: str, message: str, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(error_body(error_id, message), status_code=status_code)
+def error_response(error_id: str, message: str, status_code: int = 200, *, close: bool = False) -> JSONResponse:
+    """A Mathpix error body. ``close``: answered before the request body was read, so the
+    connection is closed after the answer (a client still sending then stops, instead of waiting)."""
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse(error_body(error_id, message), status_code=status_code, headers=headers)
 
 
 def unknown_id(status_code: int = 200) -> JSONResponse:
     return error_response("pdf_unknown_id", "Unknown pdf_id", status_code)
+
+
+DRAIN_LIMIT = 32 << 20
+
+
+async def drain(receive: Receive, limit: int = DRAIN_LIMIT) -> bool:
+    """Read and drop a request's body before answering it early, so that a client still sending
+    gets the answer rather than a broken connection; False (close the connection) past ``limit``."""
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+        if seen > limit:
+            return False
 
 
 class AppKeyMiddleware:
@@ -91,7 +112,8 @@ class AppKeyMiddleware:
         if scope["type"] == "http":
             supplied = next((v for k, v in scope["headers"] if k == b"app_key"), b"")
             if not hmac.compare_digest(supplied, self._key):
-                response = error_response("http_unauthorized", "Invalid credentials", 401)
+                drained = await drain(receive)
+                response = error_response("http_unauthorized", "Invalid credentials", 401, close=not drained)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -109,7 +131,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        too_large = error_response("pdf_too_large", f"The upload is larger than {self.limit} bytes")
+        too_large = error_response("pdf_too_large", f"The upload is larger than {self.limit} bytes", close=True)
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await too_large(scope, receive, send)
             return

@@ -78,12 +78,16 @@ class FaultyRequests:
         self.faults = [f.model_copy() for f in faults]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from .app import drain  # the app imports this module
+
         if scope["type"] == "http" and str(scope["path"]).startswith("/v3/pdf"):
             route = _route(scope["method"], scope["path"])
             for fault in self.faults:
                 if fault.times > 0 and fault.route in (route, "any"):
                     fault.times -= 1
-                    headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+                    headers = {} if await drain(receive) else {"Connection": "close"}
+                    if fault.retry_after is not None:
+                        headers["Retry-After"] = f"{fault.retry_after:g}"
                     body = error_body(fault.error_id, f"injected fault ({fault.error_id})")
                     await JSONResponse(body, fault.status, headers=headers)(scope, receive, send)
                     return

@@ -20,6 +20,7 @@ from llama_index.core.vector_stores.types import BasePydanticVectorStore
 
 from .._index import DEFAULT_COLLECTION, LiveIndex, PageUpdate
 from .._models import Coverage
+from .._store import StoreSpec
 from .engines import LiveChatEngine, LiveQueryEngine, LiveRetriever
 from .reader import page_event
 
@@ -29,7 +30,9 @@ __all__ = ["StreamragIndex"]
 class StreamragIndex:
     """A live index of page Documents (from :class:`~streamrag.llama_index.StreamragReader`).
 
-    ``store``: directory of the embedded Chroma (chunks and the page ledger); ``vector_store``: any
+    ``store``: directory of the embedded Chroma (chunks and the page ledger), or a Chroma server URL
+    ``http://host:port`` (or a :class:`~streamrag._store.StoreSpec` with headers, tenant, database)
+    shared by many processes; ``vector_store``: any
     LlamaIndex vector store that stores text, to hold the chunks instead (the page ledger stays in
     ``store``); ``live``: an existing :class:`streamrag.LiveIndex` to wrap. ``llm``: the default LLM
     of the engines (``None``: extractive answers, each sentence with its page).
@@ -37,7 +40,7 @@ class StreamragIndex:
 
     def __init__(
         self,
-        store: str | Path | None = None,
+        store: str | Path | StoreSpec | None = None,
         *,
         live: LiveIndex | None = None,
         vector_store: BasePydanticVectorStore | None = None,
@@ -48,10 +51,14 @@ class StreamragIndex:
         similarity_top_k: int = 5,
     ) -> None:
         self.live = live or LiveIndex(
-            store, collection=collection, embed_model=embed_model, chroma_client=chroma_client
+            store,
+            collection=collection,
+            embed_model=embed_model,
+            chroma_client=chroma_client,
+            vector_store=vector_store,
         )
         self.custom_store = vector_store
-        if vector_store is not None:
+        if vector_store is not None and live is not None:
             if not vector_store.stores_text:
                 raise ValueError(f"{type(vector_store).__name__} does not store text; a live index needs one that does")
             self.live.vector_store = vector_store
@@ -108,7 +115,7 @@ class StreamragIndex:
 
     def delete_document(self, doc_id: str) -> None:
         """Remove a document's chunks and page records."""
-        if self.custom_store is not None:
+        if self.custom_store is not None and self.live.custom_store is None:  # LiveIndex deletes its own
             self.custom_store.delete(doc_id)
         self.live.delete_document(doc_id)
         self._doc_ids.pop(doc_id, None)
