@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd tesseract-ocr-chi-sim tesseract-ocr-ara tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu
 
-.PHONY: demo test bench bench-quick bench-full lint typecheck apt venv clean
+.PHONY: demo test bench bench-quick bench-full bench-all apt venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,16 @@ bench-quick: venv
 bench-full: venv
 	$(PY) benchmarks/ttfa.py
 	$(PY) benchmarks/perf.py --full
+
+# Every other benchmark (each prints its tables; figures and commands are in benchmarks/README.md):
+# retrieval quality (#4), faults (#5), scale-out (#7), the local converter against PDFReader and
+# pdfplumber (#8, needs the `bench` extra). Over an hour on 2 cores.
+bench-all: bench apt
+	$(PIP) install --quiet -e '.[test,demo,bench]'
+	$(PY) benchmarks/retrieval.py
+	$(PY) benchmarks/faults.py
+	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/convert.py
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache
