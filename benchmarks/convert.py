@@ -115,6 +115,10 @@ def main() -> None:
     parser.add_argument("--skip-ocr", action="store_true", help="leave out the scanned PDFs")
     args = parser.parse_args()
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    # once per process, before timing: the server loads it at start (LocalBackend), not per upload
+    from streamrag._convert._text import english_words
+
+    english_words()
     files = sorted((args.shared / "corpus").glob("*.pdf")) + sorted((args.shared / "captures").glob("*/*.pdf"))
     if args.skip_ocr:
         files = [f for f in files if f.name not in SCANNED]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,19 @@ def _open_pdf(data: bytes, options: UploadOptions) -> tuple[PdfPages, int]:
     return pages, len(pages)
 
 
+def _warm_converter() -> None:
+    from .._convert._text import english_words
+
+    english_words()
+
+
 class LocalBackend:
     """Converts uploads with the local converter."""
 
     def __init__(self, pace: float = 0.0) -> None:
         self.pace = pace
+        # the converter's word list (~0.2 s to load) is read now, not during the first upload's page 1
+        threading.Thread(target=_warm_converter, name="streamrag-warm-converter", daemon=True).start()
 
     async def open(self, data: bytes, options: UploadOptions) -> Source:
         try:
