@@ -40,6 +40,17 @@ def captures(shared: Path) -> list[Path]:
     return sorted(p for p in (shared / "captures").iterdir() if (p / "stream.json").is_file())
 
 
+def stop_process(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Stop a child by its PID: SIGTERM, then SIGKILL if it has not exited in 10 s."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class ServerProcess:
     """A ``streamrag serve`` child process; ``url`` is read from its first line of output."""
 
@@ -63,13 +74,7 @@ class ServerProcess:
             raise RuntimeError("server exited before listening:\n" + "".join(self.output))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout and not self.proc.stdout.closed:
             self.output.append(self.proc.stdout.read())  # everything it printed, for tests to inspect
             self.proc.stdout.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import coverage_counts
+from conftest import coverage_counts, stop_process
 from streamrag import LiveIndex, PageEvent
 from streamrag._exceptions import RateLimitError
 from streamrag._retry import RateGate
@@ -63,13 +63,7 @@ class ChromaServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -38,11 +38,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._stream import Framing, encode_message, error_body
 from .backends import Backend, LocalBackend, ReplayBackend, run_job
+from .body import drain
 from .faults import FaultPlan, FaultyRequests, StreamFault, faulty_stream
 from .jobs import Job, JobStore, new_pdf_id
 from .options import ApiError, UploadOptions, loads, parse_options, parse_options_json
 
-__all__ = ["MAX_PDF_BYTES", "Limits", "ServerState", "create_app", "drain"]
+__all__ = ["MAX_PDF_BYTES", "Limits", "ServerState", "create_app"]
 
 MAX_PDF_BYTES = 1 << 30
 MEDIA_TYPES: dict[str, str] = {"lines": "application/x-ndjson", "sse": "text/event-stream"}
@@ -81,24 +82,6 @@ def error_response(error_id: str, message: str, status_code: int = 200, *, close
 
 def unknown_id(status_code: int = 200) -> JSONResponse:
     return error_response("pdf_unknown_id", "Unknown pdf_id", status_code)
-
-
-DRAIN_LIMIT = 32 << 20
-
-
-async def drain(receive: Receive, limit: int = DRAIN_LIMIT) -> bool:
-    """Read and drop a request's body before answering it early, so that a client still sending
-    gets the answer rather than a broken connection; False (close the connection) past ``limit``."""
-    seen = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return False
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return True
-        if seen > limit:
-            return False
 
 
 class AppKeyMiddleware:

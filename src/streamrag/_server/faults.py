@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._models import PageMessage
 from .._stream import Framing, encode_message, error_body
+from .body import drain
 
 __all__ = ["FaultPlan", "FaultyRequests", "RequestFault", "StreamFault", "faulty_stream"]
 
@@ -78,8 +79,6 @@ class FaultyRequests:
         self.faults = [f.model_copy() for f in faults]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from .app import drain  # the app imports this module
-
         if scope["type"] == "http" and str(scope["path"]).startswith("/v3/pdf"):
             route = _route(scope["method"], scope["path"])
             for fault in self.faults:
