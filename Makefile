@@ -56,13 +56,15 @@ bench-full: venv
 
 # Every other benchmark (each prints its tables; figures and commands are in benchmarks/README.md):
 # retrieval quality (#4), faults (#5), scale-out (#7), the local converter against PDFReader and
-# pdfplumber (#8, needs the `bench` extra). Over an hour on 2 cores.
+# pdfplumber (#8), embedding backends (torch vs. int8 ONNX, #6); the last two need the `bench` extra.
+# Over an hour on 2 cores.
 bench-all: bench apt
 	$(PIP) install --quiet -e '.[test,demo,bench]'
 	$(PY) benchmarks/retrieval.py
 	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/convert.py
+	$(PY) benchmarks/embed_backends.py
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,15 @@
 """Retrieval quality: streamrag's streaming chunker vs. the LlamaIndex default recipe, same embedder.
 
-Questions (``benchmarks/data/questions.jsonl``: document, question, answer page(s), note) over the real
-Mathpix captures in ``../shared/captures`` (pages from ``stream.json``, in arrival order) and several
-``../shared/corpus`` PDFs (pages from streamrag's local converter, ``streamrag._convert.PdfPages``).
+Two question sets (document, question, answer page(s), note):
+
+- ``written`` (``benchmarks/data/questions.jsonl``, 67): written by hand over the real Mathpix captures
+  in ``../shared/captures`` (pages from ``stream.json``, in arrival order) and three ``../shared/corpus``
+  PDFs; mostly short exam pages, worded like the exams;
+- ``sampled`` (``benchmarks/data/questions_sampled.jsonl``, 51): written blind from passages and page
+  breaks drawn at random by ``sample_passages.py`` from five long, dense corpus PDFs (``freeculture``
+  restricted to pages 1-60).
+
+Corpus pages come from streamrag's local converter (``streamrag._convert.PdfPages``).
 
 Variants, each embedded with the packaged all-MiniLM-L6-v2 and searched by cosine similarity:
 
@@ -14,12 +21,16 @@ Variants, each embedded with the packaged all-MiniLM-L6-v2 and searched by cosin
 - ``li-whole-file``: the same over one ``Document`` per file, chunks mapped to pages by character
   offsets.
 
-A question is hit at rank r when the r-th chunk comes from its document and spans an answer page.
-Reported: hit@1/3/5, MRR@10, per document-scoped index and for one shared index of every document;
-for streaming variants also when each question first becomes answerable (an answer page in the
-top 5) relative to the arrival of its last answer page, and the embedding work.
+Ranks are computed two ways: over chunks (a question is hit at rank r when the r-th chunk comes from
+its document and spans an answer page: what an engine showing the top k chunks shows) and over
+distinct pages (the ranked chunks' pages, each listed once: the rank of the first answer page).
+Reported: hit@1/3/5, MRR@10, per document-scoped index and for one shared index of every document,
+for all questions and per set; for streaming variants also when each question first becomes
+answerable (an answer page in the top 5 chunks) relative to the arrival of its last answer page,
+and the embedding work.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--variants streamrag,hold,...] [--json out.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--variants streamrag,hold,...] \
+        [--sets written,sampled] [--json out.json]
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import numpy as np
 from llama_index.core import Document
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import MetadataMode
+from sample_passages import PAGE_RANGES
 
 from streamrag._chunker import Chunk, StreamChunker
 from streamrag._convert import PdfPages
@@ -52,7 +64,10 @@ from streamrag._stream import read_recording
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("STREAMRAG_SHARED", HERE.parents[1] / "shared"))
-QUESTIONS = HERE / "data" / "questions.jsonl"
+QUESTION_SETS = {  # name -> file; see the module docstring
+    "written": HERE / "data" / "questions.jsonl",
+    "sampled": HERE / "data" / "questions_sampled.jsonl",
+}
 K = 5
 
 
@@ -100,7 +115,8 @@ def load_docs(names: list[str]) -> dict[str, Doc]:
         if kind == "captures":
             msgs = read_recording(SHARED / "captures" / file / "stream.json")
         else:
-            msgs = list(PdfPages((SHARED / "corpus" / file).read_bytes()))
+            data = (SHARED / "corpus" / file).read_bytes()
+            msgs = list(PdfPages(data, page_ranges=PAGE_RANGES.get(name)))
         docs[name] = Doc(name, {m.page_idx: m.text or "" for m in msgs}, [m.page_idx for m in msgs])
     return docs
 
@@ -113,6 +129,23 @@ def ranks(q: np.ndarray, items: list[Item], vecs: np.ndarray, doc: str, answer: 
     for r, i in enumerate(order, 1):
         if items[i].doc == doc and items[i].pages & answer:
             return r
+    return None
+
+
+def page_ranks(q: np.ndarray, items: list[Item], vecs: np.ndarray, doc: str, answer: set[int]) -> int | None:
+    """1-based rank of the first answer page in the ranked list of distinct pages (None beyond 10).
+    Chunks in score order list the pages they span that are not listed yet; the pages one chunk adds
+    share one rank (as they share its score), so only repeats of a listed page stop counting."""
+    seen: set[tuple[str, int]] = set()
+    for i in np.argsort(-(vecs @ q)) if items else []:
+        new = {(items[i].doc, p) for p in items[i].pages} - seen
+        if not new:
+            continue
+        if items[i].doc == doc and any(p in answer for _, p in new):
+            return len(seen) + 1
+        seen |= new
+        if len(seen) >= 10:
+            return None
     return None
 
 
@@ -218,11 +251,16 @@ def li_whole_file(doc: Doc) -> list[Item]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", default="streamrag,hold,overlap32,overlap64,no-sections,size128")
+    ap.add_argument("--variants", default="streamrag,hold,overlap32,overlap64,no-sections,size128,tables-apart")
+    ap.add_argument("--sets", default=",".join(QUESTION_SETS), help="question sets: written,sampled")
     ap.add_argument("--json", type=Path, help="write all figures here")
     args = ap.parse_args()
 
-    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    questions = []
+    for s in args.sets.split(","):
+        for line in QUESTION_SETS[s].read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                questions.append({**json.loads(line), "set": s})
     names = list(dict.fromkeys(q["document"] for q in questions))
     t0 = time.perf_counter()
     docs = load_docs(names)
@@ -237,6 +275,7 @@ def main() -> None:
     )
     qv = np.stack([np.asarray(model.get_query_embedding(q["question"]), dtype=np.float32) for q in questions])
     qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    sets = list(dict.fromkeys(q["set"] for q in questions))
     by_doc = {n: [i for i, q in enumerate(questions) if q["document"] == n] for n in names}
 
     configs: dict[str, dict[str, Any]] = {
@@ -246,6 +285,7 @@ def main() -> None:
         "overlap64": {"overlap_tokens": 64},
         "no-sections": {"sections": False},
         "size128": {"max_tokens": 128},
+        "tables-apart": {"tables_apart": True},
     }
     variants = [v for v in args.variants.split(",") if v]
     results: dict[str, Any] = {}
@@ -282,18 +322,28 @@ def main() -> None:
     # quality: document-scoped and one shared index
     for v, items in all_items.items():
         vecs = embed([it.embed_text for it in items])
-        scoped, shared = [], []
+        scoped, shared, scoped_p, shared_p = [], [], [], []
         for i, q in enumerate(questions):
             mine = [k for k, it in enumerate(items) if it.doc == q["document"]]
-            scoped.append(ranks(qv[i], [items[k] for k in mine], vecs[mine], q["document"], set(q["pages"])))
-            shared.append(ranks(qv[i], items, vecs, q["document"], set(q["pages"])))
-        results[v]["scoped"] = metrics(scoped)
-        results[v]["shared"] = metrics(shared)
+            args_scoped = (qv[i], [items[k] for k in mine], vecs[mine], q["document"], set(q["pages"]))
+            args_shared = (qv[i], items, vecs, q["document"], set(q["pages"]))
+            scoped.append(ranks(*args_scoped))
+            shared.append(ranks(*args_shared))
+            scoped_p.append(page_ranks(*args_scoped))
+            shared_p.append(page_ranks(*args_shared))
+        for key, rs in (("scoped", scoped), ("shared", shared), ("pages-scoped", scoped_p), ("pages-shared", shared_p)):
+            results[v][key] = metrics(rs)
+            for s in sets:
+                mine = [i for i, q in enumerate(questions) if q["set"] == s]
+                results[v][f"{key}:{s}"] = metrics([rs[i] for i in mine])
         results[v]["ranks"] = scoped
         results[v]["shared_ranks"] = shared
 
     def table(key: str) -> None:
-        print(f"\n{key} index ({'each document alone' if key == 'scoped' else 'all documents together'})")
+        where = "each document alone" if "scoped" in key else "all documents together"
+        which = key.partition(":")[2] or "all"
+        unit = "distinct pages" if key.startswith("pages") else "chunks"
+        print(f"\n{key.partition(':')[0]} index ({where}), {which} questions, ranked {unit}")
         print("| variant | hit@1 | hit@3 | hit@5 | MRR@10 | chunks |")
         print("|---|---:|---:|---:|---:|---:|")
         for v in all_items:
@@ -303,8 +353,11 @@ def main() -> None:
                 f"{results[v]['chunks']} |"
             )
 
-    table("scoped")
-    table("shared")
+    for key in ("scoped", "shared", "pages-scoped", "pages-shared"):
+        table(key)
+        if len(sets) > 1:
+            for s in sets:
+                table(f"{key}:{s}")
     print("\nstreaming: first arrival with an answer page in the top 5, relative to the last answer page's arrival")
     print("| variant | before | same page | +1 | later | never | embedded word pieces | index page 1 (s, mean) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -165,3 +165,20 @@ def test_a_question_naming_a_section_finds_chunks_under_it(captures: list[Path],
     assert any("Game Playing" not in c.text for c in citations)
     stored = {c.chunk_id: c for c in index.chunks("d")}
     assert all(stored[c.chunk_id].section == "Final Exam > Game Playing" for c in citations)
+
+
+def test_tables_apart_gives_a_table_a_chunk_of_its_own(count) -> None:  # type: ignore[no-untyped-def]
+    page = (
+        "\\section{Roles}\n\nSeparation of duties keeps one user from holding every authority.\n\n"
+        "| Column | Type |\n| --- | --- |\n| USER_NAME | VARCHAR(10) |\n\n"
+        "\\begin{tabular}{ll}\nA & B \\\\\n\\end{tabular}\n\nThe function usage view lists who may act."
+    )
+    together = StreamChunker("d", count, 254)
+    apart = StreamChunker("d", count, 254, tables_apart=True)
+    (one,), _ = together.add(1, page)
+    chunks, _ = apart.add(1, page)
+    texts = [c.text for c in chunks]
+    assert one.text.count("|") and len(texts) == 4
+    assert texts[0].endswith("every authority.") and texts[1].startswith("| Column")
+    assert texts[2].startswith("\\begin{tabular}") and texts[3].startswith("The function usage")
+    assert "".join(texts).replace("\n", "") == one.text.replace("\n", "")  # the same text, cut apart

@@ -109,3 +109,16 @@ def test_documents_are_separate(index: LiveIndex, captures: list[Path]) -> None:
     index.delete_document("a")
     assert index.chunks("a") == [] and index.coverage("a").pages_indexed == 0
     assert len(index.chunks("b")) == before and index.coverage("b").complete
+
+
+def test_a_document_inserted_directly_is_split_to_the_models_window(index: LiveIndex, captures: list[Path]) -> None:
+    """``LiveIndex.index`` is a plain ``VectorStoreIndex``; its own splitter counts the model's word
+    pieces, so no inserted text lies beyond what the model reads (LlamaIndex's default would not)."""
+    from llama_index.core import Document
+
+    text = "\n\n".join(t for t in mmd_pages(next(c for c in captures if c.name == "final-old")).values() if t)
+    index.index.insert(Document(text=text, id_="whole-file"))
+    got = index._collection.get(where={"ref_doc_id": "whole-file"}, include=["documents"])
+    sizes = index._count(got["documents"])
+    assert len(sizes) > 1 and max(sizes) <= index.chunk_tokens
+    assert sum(sizes) >= 0.95 * index._count([text])[0]  # the whole text, split rather than cut off

@@ -178,3 +178,19 @@ async def test_aask_raises_a_source_error_after_the_pages_before_it(index: LiveI
                 seen.append(item.page_idx)
     assert seen == [1, 2, 3]
     assert not index.coverage(RecordedStream(capture / "stream.json").doc_id).finished
+
+
+def test_questions_already_embedded_are_not_embedded_again(index: LiveIndex, captures: list[Path]) -> None:
+    """``streamrag ask`` embeds its questions while the model warms up; the vector given is used."""
+    from llama_index.core.schema import QueryBundle
+
+    capture = next(c for c in captures if c.name == "final-old")
+    # the PageRank question's vector under another wording: retrieval must follow the vector
+    vector = index.embed_model.get_query_embedding(QUESTIONS[0])
+    bundle = QueryBundle("Which page is this?", embedding=vector)
+    items = list(ask(RecordedStream(capture / "stream.json"), [bundle], index))
+    final = next(a for a in items if isinstance(a, Answer) and a.final)
+    assert final.question == "Which page is this?"
+    assert final.citations[0].page == 14  # where the E(p) term is, as for QUESTIONS[0] itself
+    plain = LiveQuestions(index, "unused", ["Which page is this?"])
+    assert plain._bundles[0].embedding != vector  # a string is embedded as itself

@@ -106,7 +106,8 @@ class StreamChunker:
 
     ``max_tokens`` is the embedder's budget per input (section context included); ``overlap_tokens``
     repeats up to that many tokens of whole sentences from the previous chunk of the same page;
-    ``strategy`` is ``"replace"`` or ``"hold"``; ``sections=False`` leaves the section path out.
+    ``strategy`` is ``"replace"`` or ``"hold"``; ``sections=False`` leaves the section path out;
+    ``tables_apart=True`` gives each table a chunk of its own (measured as a wash, so off by default).
     """
 
     doc_id: str
@@ -115,6 +116,7 @@ class StreamChunker:
     overlap_tokens: int = 0
     strategy: str = "replace"
     sections: bool = True
+    tables_apart: bool = False
     pages: dict[int, str] = field(default_factory=dict)
     chunks: dict[int, list[Chunk]] = field(default_factory=dict)
     finished: bool = False
@@ -276,6 +278,8 @@ class StreamChunker:
             content = [u for u in group if u.kind != "heading"]
             if unit.kind == "heading" and content:
                 flush()  # a heading starts a chunk
+            elif self.tables_apart and content and (_is_table(unit.text) or _is_table(content[-1].text)):
+                flush()  # a table is a chunk of its own: its cells would blur the prose's vector
             elif unit.tail and self.strategy == "hold":
                 flush()  # hold: the open tail starts a chunk, so releasing it replaces nothing
             section = self._section(content[0].path if content else unit.path)
@@ -394,6 +398,10 @@ class StreamChunker:
             body = rep + text[a:b] + end
             chunks.append(Chunk(self.doc_id, body, tuple(spans_), prefix=rep, section=section, suffix=end))
         return chunks
+
+
+def _is_table(text: str) -> bool:
+    return text.startswith(("\\begin{tabular", "\\begin{table", "|"))
 
 
 def _cut(text: str, cuts: list[int], start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

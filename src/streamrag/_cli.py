@@ -98,8 +98,7 @@ class _Prefetched:
 
 def _stored_complete(client: Any, doc_id: str) -> bool:
     """Whether the store's page ledger holds every page of ``doc_id`` (read without any model)."""
-    from ._index import DEFAULT_COLLECTION
-    from ._store import PageLedger
+    from ._store import DEFAULT_COLLECTION, PageLedger  # not ._index: the model thread imports that
 
     pages: set[int] = set()
     total = None
@@ -109,14 +108,16 @@ def _stored_complete(client: Any, doc_id: str) -> bool:
     return total is not None and all(i in pages for i in range(1, total + 1))
 
 
-def _ready_embedder(model: str | None) -> Any:
-    """The embedder loaded and warmed, and the index stack imported (run in a thread at start-up)."""
+def _ready_embedder(model: str | None, questions: Sequence[str]) -> tuple[Any, list[Any]]:
+    """The embedder loaded, the index stack imported and the questions embedded (run in a thread at
+    start-up; embedding the questions is also the warm-up that pays the first forward pass's costs)."""
+    from llama_index.core.schema import QueryBundle
+
     from . import _index, _live  # noqa: F401
     from ._embedding import load_embedder
 
     embedder = load_embedder(model)
-    embedder.get_text_embedding_batch(["warm up"])  # the first forward pass pays one-time costs
-    return embedder
+    return embedder, [QueryBundle(q, embedding=embedder.get_query_embedding(q)) for q in questions]
 
 
 async def _ask_async(args: argparse.Namespace) -> int:
@@ -129,7 +130,7 @@ async def _ask_async(args: argparse.Namespace) -> int:
     err = sys.stderr
     timings = getattr(args, "timings", False)
     spec = _store_spec(args)
-    loading = asyncio.ensure_future(asyncio.to_thread(_ready_embedder, args.model))
+    loading = asyncio.ensure_future(asyncio.to_thread(_ready_embedder, args.model, args.question))
     client = await asyncio.to_thread(open_chroma, spec)
     bar = page_progress(err, quiet=args.json)
     reading: asyncio.Future[None] | None = None
@@ -149,7 +150,7 @@ async def _ask_async(args: argparse.Namespace) -> int:
 
             reading = asyncio.ensure_future(prefetch(source))  # not a task group: errors keep their type
             source = _Prefetched(source.doc_id, receive)
-        embedder = await loading
+        embedder, questions = await loading
         if timings:
             print(f"timing model_ready {time.monotonic() - STARTED:.3f}", file=err)
         from ._index import LiveIndex
@@ -157,7 +158,7 @@ async def _ask_async(args: argparse.Namespace) -> int:
 
         index = await asyncio.to_thread(LiveIndex, spec, embed_model=embedder, chroma_client=client)
         try:
-            await _print_items(aask(source, args.question, index, top_k=args.top_k, started=STARTED), args, bar)
+            await _print_items(aask(source, questions, index, top_k=args.top_k, started=STARTED), args, bar)
         finally:
             if reading is not None:
                 reading.cancel()

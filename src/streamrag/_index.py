@@ -37,15 +37,14 @@ from llama_index.core.vector_stores.types import (
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from ._chunker import SECTION_KEY, Chunk, StreamChunker
-from ._embedding import load_embedder, token_counter, window
+from ._embedding import load_embedder, token_counter, window, window_splitter
 from ._models import Citation, Coverage, PageEvent
-from ._store import PageLedger, StoreSpec, chunk_collection, is_server, open_chroma
+from ._store import DEFAULT_COLLECTION, PageLedger, StoreSpec, chunk_collection, is_server, open_chroma
 
 __all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
 
 log = logging.getLogger("streamrag.index")
 
-DEFAULT_COLLECTION = "streamrag"
 # bookkeeping keys, hidden from the embedder and the LLM; the section path (``SECTION_KEY``) is shown to
 # both: the embedder reads ``section: Final Exam > Game Playing`` before the chunk's text
 _META_KEYS = ["page", "pages", "pieces", "prefix_len", "suffix_len", "overlap"]
@@ -161,10 +160,10 @@ class LiveIndex:
         self.vector_store: BasePydanticVectorStore = vector_store or ChromaVectorStore(
             chroma_collection=self._collection
         )
-        self.index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=self.embed_model)
-        self._ledger = PageLedger(client, f"{collection}-pages")
         self._count = token_counter(self.embed_model)
         self.chunk_tokens = chunk_tokens or window(self.embed_model) - 2  # [CLS] and [SEP]
+        self.index = self.vector_index(self.vector_store)
+        self._ledger = PageLedger(client, f"{collection}-pages")
         self.max_page_chars = max_page_chars  # a longer page is bad input: recorded as a page error
         self._docs: dict[str, _Doc] = {}
         self._write_lock = threading.RLock()  # one writer at a time
@@ -365,8 +364,19 @@ class LiveIndex:
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
-    def query_bundle(self, question: str) -> QueryBundle:
-        """A question with its embedding, to reuse across repeated live queries."""
+    def vector_index(self, vector_store: BasePydanticVectorStore) -> VectorStoreIndex:
+        """LlamaIndex's index over ``vector_store``; a ``Document`` inserted into it directly is split
+        to the embedder's window (not by LlamaIndex's default 1024-GPT-token splitter)."""
+        splitter = window_splitter(self._count, self.chunk_tokens)
+        return VectorStoreIndex.from_vector_store(vector_store, self.embed_model, transformations=[splitter])
+
+    def query_bundle(self, question: str | QueryBundle) -> QueryBundle:
+        """A question with its embedding, to reuse across repeated live queries (one already
+        embedded, e.g. while the index was being built, is used as it is)."""
+        if isinstance(question, QueryBundle):
+            if question.embedding is not None:
+                return question
+            question = question.query_str
         return QueryBundle(question, embedding=self.embed_model.get_query_embedding(question))
 
     @staticmethod

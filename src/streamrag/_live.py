@@ -10,6 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Se
 from typing import Any, Protocol
 
 import anyio.to_thread
+from llama_index.core.schema import QueryBundle
 
 from ._answer import Answerer
 from ._index import LiveIndex
@@ -25,13 +26,16 @@ class PageSource(Protocol):
 
 
 class LiveQuestions:
-    """A set of questions about one document, re-answered as its pages land in ``index``."""
+    """A set of questions about one document, re-answered as its pages land in ``index``.
+
+    A question is a string, or a ``QueryBundle`` already embedded (e.g. while the index was built).
+    """
 
     def __init__(
         self,
         index: LiveIndex,
         doc_id: str,
-        questions: Sequence[str],
+        questions: Sequence[str | QueryBundle],
         *,
         top_k: int = 5,
         llm: Any = None,
@@ -39,11 +43,11 @@ class LiveQuestions:
     ) -> None:
         self.index = index
         self.doc_id = doc_id
-        self.questions = list(questions)
         self.top_k = top_k
         self.answerer = Answerer(llm)
         self.started = time.monotonic() if started is None else started
-        self._bundles = [index.query_bundle(q) for q in self.questions]
+        self._bundles = [index.query_bundle(q) for q in questions]
+        self.questions = [b.query_str for b in self._bundles]
         self._last: list[tuple[str, ...] | None] = [None] * len(self.questions)
 
     def update(self, *, final: bool = False) -> list[Answer]:
@@ -77,7 +81,7 @@ class LiveQuestions:
 
 def ask(
     source: Iterable[PageEvent],
-    questions: Sequence[str],
+    questions: Sequence[str | QueryBundle],
     index: LiveIndex,
     *,
     top_k: int = 5,
@@ -105,7 +109,7 @@ MAX_BATCH = 32  # pages indexed together at most when they queue up (bounds memo
 
 async def aask(
     source: AsyncIterable[PageEvent],
-    questions: Sequence[str],
+    questions: Sequence[str | QueryBundle],
     index: LiveIndex,
     *,
     top_k: int = 5,

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from ._models import PageEvent
 
 __all__ = [
+    "DEFAULT_COLLECTION",
     "Claim",
     "Lease",
     "LeaseTable",
@@ -36,6 +37,7 @@ __all__ = [
     "open_chroma",
 ]
 
+DEFAULT_COLLECTION = "streamrag"  # chunks; the page ledger is "<name>-pages"
 _LEDGER_VECTOR = [0.0]  # the ledger is looked up by id and metadata only; Chroma wants a vector
 
 

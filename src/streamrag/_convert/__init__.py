@@ -7,8 +7,9 @@ under :data:`PDFIUM_LOCK`, held per page so several documents can be converted i
 
 Modules, one job each: ``_pages`` (opening, page classification, the stream of messages),
 ``_textlayer`` (PDFium lines and page facts), ``_furniture`` (running headers, footers, page
-numbers), ``_layout`` (reading order, blocks, headings, lists, separators), ``_tables`` (pipe
-tables), ``_text`` (clean-up, hyphenation), ``_ocr`` (Tesseract).
+numbers), ``_layout`` (reading order, blocks, headings, lists, separators), ``_footnotes``
+(footnotes moved to the page's end as ``\\footnotetext``), ``_tables`` (pipe tables), ``_text``
+(clean-up, hyphenation), ``_ocr`` (Tesseract).
 """
 
 from ._ocr import installed_languages

@@ -8,15 +8,20 @@ each in stream order.
 
 Headings are written as ``\\section{…}`` (clearly larger than body text) or ``\\subsection{…}``
 (slightly larger, or a short bold or upper-case line) — Mathpix's own convention; the chunker reads
-these and ``#`` headings alike.
+these and ``#`` headings alike. A title set in a large font that wraps over two or more lines is
+one heading, even when the paragraph rules cut between its lines.
+
+Footnotes (:mod:`._footnotes`) are taken out of the reading order and written at the page's end.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
+from ._footnotes import footnote_text, note_text, split_footnotes
 from ._furniture import PAGE_NUMBER
 from ._tables import Table, find_tables
 from ._text import Vocabulary, join_lines
@@ -29,7 +34,7 @@ SENTENCE_END = re.compile(r"[.!?:][\"'”’)\]]*$")
 
 @dataclass(slots=True)
 class Block:
-    kind: str  # "para" | "item" | "heading" | "table"
+    kind: str  # "para" | "item" | "heading" | "table" | "footnote"
     lines: list[Line]
     text: str = ""
 
@@ -100,15 +105,27 @@ def _gutter(lines: list[Line]) -> tuple[float, float] | None:
     return (g0, g1) if left >= 5 and right >= 5 else None
 
 
+def _size_mode(lines: list[Line]) -> float:
+    """The most common font size (to half a point) by characters; the first seen on a tie."""
+    weights: dict[float, int] = {}
+    for ln in lines:
+        size = round(ln.size * 2) / 2
+        weights[size] = weights.get(size, 0) + len(ln.text)
+    return max(weights, key=lambda size: weights[size])
+
+
 class Layout:
     """Groups a page's lines into Markdown blocks (paragraphs, list items, headings, tables)."""
 
     def __init__(self, lines: list[Line], body: float, vocabulary: Vocabulary) -> None:
-        self.items = find_tables(reading_order(lines))
         self.lines = [ln for ln in lines if ln.text.strip()]
         self.vocabulary = vocabulary
-        sizes = [round(ln.size * 2) / 2 for ln in self.lines for _ in range(len(ln.text))]
-        self.body = statistics.mode(sizes) if len(sizes) >= 300 or (sizes and not body) else body
+        self._by_x0 = sorted(self.lines, key=lambda ln: ln.x0)
+        self._x0s = [ln.x0 for ln in self._by_x0]
+        chars = sum(len(ln.text) for ln in self.lines)
+        self.body = _size_mode(self.lines) if chars >= 300 or (chars and not body) else body
+        text_lines, self.notes = split_footnotes(reading_order(lines), self.body)
+        self.items = find_tables(text_lines)
         deltas = [
             p.base - c.base
             for p, c in zip(self.lines, self.lines[1:], strict=False)
@@ -118,10 +135,13 @@ class Layout:
 
     def _right_edge(self, line: Line) -> float:
         """Where lines of this line's column usually end (90th percentile of overlapping lines)."""
-        overlapping = [o for o in self.lines if o.x0 < line.x1 and o.x1 > line.x0 and o.x0 > line.x0 - 40]
-        ends = sorted(o.x1 for o in overlapping if abs(o.size - line.size) < 0.5)
+        # the lines with line.x0 - 40 < x0 < line.x1, found by bisection, that end right of line.x0
+        near = self._by_x0[bisect_right(self._x0s, line.x0 - 40) : bisect_left(self._x0s, line.x1)]
+        overlapping = [o for o in near if o.x1 > line.x0]
+        size = line.size
+        ends = sorted([o.x1 for o in overlapping if abs(o.size - size) < 0.5])
         if len(ends) < 3:
-            ends = sorted(o.x1 for o in overlapping)
+            ends = sorted([o.x1 for o in overlapping])
         return ends[int(0.9 * (len(ends) - 1))] if ends else line.x1
 
     def _breaks(self, prev: Line, cur: Line, block: Block) -> bool:
@@ -157,8 +177,10 @@ class Layout:
                 blocks.append(Block(kind, [item]))
             else:
                 blocks[-1].lines.append(item)
+        out: list[Block] = []
         for block in blocks:
             if block.kind == "table":
+                out.append(block)
                 continue
             text = join_lines([ln.text for ln in block.lines], self.vocabulary)
             if block.kind == "item" and len(block.lines) == 1 and block.lines[0].size >= 1.1 * self.body:
@@ -167,11 +189,42 @@ class Layout:
                 numbered = _NUMBERED.match(text)
                 text = f"{numbered[1]}. {text[numbered.end() :]}" if numbered else "- " + _BULLET.sub("", text)
             elif self._is_heading(block, text):
+                if out and self._wraps_heading(out[-1], block):  # a title's second line: one heading
+                    out[-1].lines += block.lines
+                    out[-1].text = self._heading(out[-1].lines)
+                    continue
                 block.kind = "heading"
-                level = "section" if block.lines[0].size >= 1.4 * self.body else "subsection"
-                text = f"\\{level}{{{text}}}"
+                text = self._heading(block.lines)
             block.text = text
-        return [b for b in blocks if b.text and b.text != "-"]
+            out.append(block)
+        for mark, lines in self.notes:  # at the page's end, as Mathpix puts them
+            text = join_lines(note_text([ln.text for ln in lines]), self.vocabulary)
+            out.append(Block("footnote", lines, footnote_text(mark, text)))
+        return [b for b in out if b.text and b.text != "-"]
+
+    def _heading(self, lines: list[Line]) -> str:
+        level = "section" if lines[0].size >= 1.4 * self.body else "subsection"
+        return f"\\{level}{{{join_lines([ln.text for ln in lines], self.vocabulary)}}}"
+
+    def _wraps_heading(self, prev: Block, cur: Block) -> bool:
+        """Does the heading ``cur`` continue the heading ``prev``: a title wrapped over lines?
+
+        Only headings set in a larger font (not bold or capitalised body-size labels, which stand in
+        lists): same size and weight, the next line down at the title's own line spacing, overlapping
+        it horizontally, and ``prev`` not ending a sentence. Below section size, ``prev`` must be at
+        least as wide as ``cur`` (text that wraps fills its first line; an author's name over their
+        affiliation does not).
+        """
+        if prev.kind != "heading" or len(prev.lines) + len(cur.lines) > 4:
+            return False
+        a, b = prev.lines[-1], cur.lines[0]
+        if not self.body or min(a.size, b.size) < 1.15 * self.body:
+            return False
+        if a.size < 1.4 * self.body and a.x1 - a.x0 < b.x1 - b.x0:
+            return False
+        if abs(a.size - b.size) > 0.05 * a.size or a.bold != b.bold or SENTENCE_END.search(a.text.strip()):
+            return False
+        return 0.6 * a.size < a.base - b.base < 1.7 * a.size and min(a.x1, b.x1) > max(a.x0, b.x0)
 
     def _is_heading(self, block: Block, text: str) -> bool:
         words = len(text.split())

@@ -139,7 +139,8 @@ class PdfPages:
                 yield _error_page(idx, total, "image_no_content", "Content not found")
                 continue
             text = separator(last, blocks[0]) + markdown(blocks)
-            last = blocks[-1]
+            body = [b for b in blocks if b.kind != "footnote"]  # footnotes end a page, inside its paragraph
+            last = body[-1] if body else blocks[-1]
             yield PageMessage(page_idx=idx, pdf_selected_len=total, text=text, version=VERSION)
 
     def _read_facts(self, number: int) -> PageFacts:

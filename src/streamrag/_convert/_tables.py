@@ -10,7 +10,9 @@ column it overlaps most. Mathpix writes ``tabular`` or pipe tables; both are MMD
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import pairwise
 
 from ._text import clean
 from ._textlayer import Line
@@ -48,26 +50,56 @@ def _columns(rows: list[list[tuple[float, float, str]]]) -> list[tuple[float, fl
     return spans
 
 
-def _column_of(cell: tuple[float, float, str], spans: list[tuple[float, float]]) -> int:
-    x0, x1, _ = cell
-    overlaps = [min(x1, b) - max(x0, a) for a, b in spans]
-    best = max(range(len(spans)), key=lambda k: overlaps[k])
-    if overlaps[best] > 0:
-        return best
-    middle = (x0 + x1) / 2
-    return min(range(len(spans)), key=lambda k: abs((spans[k][0] + spans[k][1]) / 2 - middle))
+class _Columns:
+    """The column spans (sorted, disjoint) with bisect look-ups: a cell finds its column in O(log n)."""
+
+    def __init__(self, spans: list[tuple[float, float]]) -> None:
+        self.spans = spans
+        self.starts = [a for a, _ in spans]
+        self.ends = [b for _, b in spans]
+        self.middles = [(a + b) / 2 for a, b in spans]
+        self.ordered = all(
+            a0 < a1 and b0 < b1 and m0 < m1
+            for (a0, b0, m0), (a1, b1, m1) in pairwise(zip(self.starts, self.ends, self.middles, strict=True))
+        )
+        """Starts, ends and middles all increase (always, unless a cell runs right to left)."""
+
+    def of(self, cell: tuple[float, float, str]) -> int:
+        """The column ``cell`` overlaps most (the first on a tie), else the one with the nearest middle."""
+        x0, x1, _ = cell
+        spans = self.spans
+        if not self.ordered:
+            overlaps = [min(x1, b) - max(x0, a) for a, b in spans]
+            top = max(range(len(spans)), key=lambda k: overlaps[k])
+            if overlaps[top] > 0:
+                return top
+            middle = (x0 + x1) / 2
+            return min(range(len(spans)), key=lambda k: abs(self.middles[k] - middle))
+        # only the spans with a positive overlap can win, and they are consecutive: end > x0, start < x1
+        best, most = -1, 0.0
+        for k in range(bisect_right(self.ends, x0), bisect_left(self.starts, x1)):
+            a, b = spans[k]
+            overlap = min(x1, b) - max(x0, a)
+            if overlap > most:
+                best, most = k, overlap
+        if best >= 0:
+            return best
+        middle = (x0 + x1) / 2
+        k = bisect_left(self.middles, middle)
+        candidates = [j for j in (k - 1, k) if 0 <= j < len(spans)]
+        return min(candidates, key=lambda j: abs(self.middles[j] - middle))
 
 
-def _table(rows: list[list[Line]]) -> Table | None:
-    cell_rows = [_cells(r) for r in rows]
+def _table(rows: list[list[Line]], cell_rows: list[list[tuple[float, float, str]]]) -> Table | None:
     spans = _columns(cell_rows)
     if len(spans) < 2:
         return None
+    columns = _Columns(spans)
     grid = []
     for cells in cell_rows:
         row = [""] * len(spans)
         for cell in cells:
-            k = _column_of(cell, spans)
+            k = columns.of(cell)
             row[k] = f"{row[k]} {cell[2]}".strip()
         grid.append([clean(c).replace("|", "\\|") for c in row])
     filled = sum(1 for row in grid for c in row if c) / (len(grid) * len(spans))
@@ -84,12 +116,13 @@ def find_tables(lines: list[Line]) -> list[Line | Table]:
     """``lines`` with each run of table rows replaced by one :class:`Table`."""
     out: list[Line | Table] = []
     rows = _rows(lines)
+    cell_rows = [_cells(r) for r in rows]
     i = 0
     while i < len(rows):
         j = i
-        while j < len(rows) and len(_cells(rows[j])) >= 2:
+        while j < len(rows) and len(cell_rows[j]) >= 2:
             j += 1
-        table = _table(rows[i:j]) if j - i >= 3 else None
+        table = _table(rows[i:j], cell_rows[i:j]) if j - i >= 3 else None
         if table is not None:
             out.append(table)
             i = j

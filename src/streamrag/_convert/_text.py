@@ -27,6 +27,8 @@ _ACCENT_SPACED = re.compile(r"(?<=[A-Za-z]) ([´`¨ˆ˜ˇ]) ?(?=[a-zı])")
 _ACCENT_AFTER = re.compile(r"([A-Za-zıȷ])([´`¨ˆ˜¸ˇ])(?=\W|$)")
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f"
 _CJK_SPACE = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
+_ANY_ACCENT = re.compile(f"[{''.join(_ACCENTS)}]")
+_SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 
 
@@ -63,12 +65,11 @@ class Vocabulary:
         self.counts: Counter[str] = Counter()
 
     def add(self, text: str) -> None:
-        for word in _WORD.findall(text):
-            word = word.lower()
-            self.counts[word] += 1
-            parts = word.split("-")
-            for a, b in itertools.pairwise(parts):
-                self.counts[f"{a}-{b}"] += 1
+        words = [word.lower() for word in _WORD.findall(text)]
+        self.counts.update(words)
+        for word in words:
+            if "-" in word:
+                self.counts.update(f"{a}-{b}" for a, b in itertools.pairwise(word.split("-")))
 
     def keep_hyphen(self, head: str, tail: str) -> bool:
         """``head-`` at a line end, ``tail`` starting the next line: is the hyphen a real one?"""
@@ -87,7 +88,7 @@ class Vocabulary:
 
 
 def fix_accents(text: str) -> str:
-    if not any(ch in text for ch in _ACCENTS):
+    if not _ANY_ACCENT.search(text):
         return text
 
     def compose(letter: str, accent: str) -> str:
@@ -100,14 +101,30 @@ def fix_accents(text: str) -> str:
 
 
 def clean(text: str) -> str:
+    if text.isascii() and text.isprintable() and "`" not in text:  # nothing to do but the spaces
+        return _SPACES.sub(" ", text).strip() if "  " in text else text.strip()
     text = fix_accents(CONTROL.sub("", text.translate(LIGATURES)))
-    text = re.sub(r"\s+", " ", text).strip()
+    text = _SPACES.sub(" ", text).strip()
     return _CJK_SPACE.sub("", text)
 
 
-_TAIL = re.compile(r"([^\W\d_]+)[\x02\ufffe\xad-]$")
+_LETTER = re.compile(r"[^\W\d_]")
 _HEAD = re.compile(r"^([^\W\d_]+)")
 _CJK_CHAR = re.compile(f"[{_CJK}]")
+
+
+def _hyphenated_word(text: str) -> str | None:
+    """The letters before a hyphen (or hyphen mark) that ends ``text``, if any.
+
+    Scans back from the end: a regex search anchored at ``$`` would try every start in the growing
+    paragraph, quadratic in its length.
+    """
+    if not text or text[-1] not in "\x02\ufffe\xad-":
+        return None
+    start = len(text) - 1
+    while start > 0 and _LETTER.match(text[start - 1]):
+        start -= 1
+    return text[start:-1] or None
 
 
 def join_lines(pieces: list[str], vocabulary: Vocabulary) -> str:
@@ -117,10 +134,10 @@ def join_lines(pieces: list[str], vocabulary: Vocabulary) -> str:
         piece = raw.strip()
         if not piece:
             continue
-        tail = _TAIL.search(out)
+        tail = _hyphenated_word(out)
         head = _HEAD.match(piece)
         if tail and head and piece[:1].islower():  # "ag-" + "gregation", "breadth-" + "first"
-            out = out[:-1] + ("-" if vocabulary.keep_hyphen(tail[1], head[1]) else "")
+            out = out[:-1] + ("-" if vocabulary.keep_hyphen(tail, head[1]) else "")
         elif tail and head:  # "Bose-" + "Einstein", "non-" + "English"
             out = out[:-1] + "-"
         elif out.endswith(HYPHEN_MARKS):

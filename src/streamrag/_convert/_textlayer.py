@@ -8,8 +8,9 @@ from __future__ import annotations
 import ctypes
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -23,6 +24,8 @@ MAX_PAGE_CHARS = 200_000
 _BOLD_FONT = re.compile(r"bold|black|heavy|demi|medi|cmbx|\bbx", re.IGNORECASE)
 _LINE_SPLIT = re.compile(r"([^\r\n\x02\ufffe]*[\x02\ufffe]?)(?:\r\n|[\r\n])?")
 _WORDLIKE = re.compile(r"^[(\[\"'“‘]*(?:[^\W\d_]{1,20}(?:[-'’][^\W\d_]+)*|\d+(?:[.,]\d+)*)[)\]\"'”’.,;:!?]*$")
+_VISIBLE_RUN = re.compile(f"[^\\s{''.join(HYPHEN_MARKS)}]+")
+"""A run of visible characters: not white space, not one of :data:`HYPHEN_MARKS`."""
 _ALEF_LAM = re.compile("[اأإآ]ل")
 _RTL_CHAR = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 CELL_GAP = 0.9
@@ -55,9 +58,10 @@ class PageFacts:
     height: float
     visible_chars: int
     image_cover: float
-    """The largest image's share of the page area (0..1)."""
+    """The largest image's share of the page area (0..1); measured only when it can decide the page's
+    kind (fewer than 10 visible chars, or a text layer that reads as garbage), else 0."""
     invisible_text: bool
-    """The text is drawn invisibly (render mode 3): an OCR layer over a scan."""
+    """The text is drawn invisibly (render mode 3): an OCR layer over a scan (measured as ``image_cover``)."""
 
     def needs_ocr(self) -> bool:
         if self.visible_chars < 10:
@@ -83,36 +87,63 @@ def read_page(page: pdfium.PdfPage) -> PageFacts:
     finally:
         textpage.close()
     width, height = page.get_size()
-    visible = sum(1 for ln in lines for ch in ln.text if not ch.isspace() and ch not in HYPHEN_MARKS)
-    cover, invisible = _objects(page, width * height) if visible < 10 or len(lines) < 400 else (0.0, False)
+    visible = sum(len(run) for ln in lines for run in _VISIBLE_RUN.findall(ln.text))
+    # the objects only matter for a page with almost no text, or a text layer that may be OCR garbage
+    maybe_scan = visible < 10 or (len(lines) < 400 and garbage_share(lines) > 0.3)
+    cover, invisible = _objects(page, width * height) if maybe_scan else (0.0, False)
     return PageFacts(lines, page.get_bbox(), width, height, visible, cover, invisible)
 
 
 def _objects(page: pdfium.PdfPage, area: float) -> tuple[float, bool]:
-    """The largest image's cover of the page, and whether all text objects are invisible."""
+    """The largest image's cover of the page, and whether all text objects are invisible.
+
+    Walks the page's objects and those of its top-level form XObjects through PDFium's C API
+    directly: a helper object per page object costs more than the rest of a text page's reading.
+    """
     cover, text_objects, invisible = 0.0, 0, 0
     left, bottom, right, top = (ctypes.c_float() for _ in range(4))
-    for obj in page.get_objects(max_depth=2):
-        if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
-            if pdfium_c.FPDFPageObj_GetBounds(obj.raw, left, bottom, right, top):
-                box = (min(right.value, page.get_width()) - max(left.value, 0.0)) * (
-                    min(top.value, page.get_height()) - max(bottom.value, 0.0)
+    page_width, page_height = page.get_size()
+    for obj, kind in _page_objects(page.raw):
+        if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            if pdfium_c.FPDFPageObj_GetBounds(obj, left, bottom, right, top):
+                box = (min(right.value, page_width) - max(left.value, 0.0)) * (
+                    min(top.value, page_height) - max(bottom.value, 0.0)
                 )
                 cover = max(cover, box / area if area else 0.0)
-        elif obj.type == pdfium_c.FPDF_PAGEOBJ_TEXT:
+        elif kind == pdfium_c.FPDF_PAGEOBJ_TEXT:
             text_objects += 1
-            invisible += pdfium_c.FPDFTextObj_GetTextRenderMode(obj.raw) == pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE
+            invisible += pdfium_c.FPDFTextObj_GetTextRenderMode(obj) == pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE
     return cover, text_objects > 0 and invisible >= 0.9 * text_objects
 
 
+def _page_objects(raw_page: Any) -> Iterator[tuple[Any, int]]:
+    """(object handle, type) of a page's objects, each followed by those of a form XObject it is."""
+    for i in range(pdfium_c.FPDFPage_CountObjects(raw_page)):
+        obj = pdfium_c.FPDFPage_GetObject(raw_page, i)
+        if not obj:
+            continue
+        kind = pdfium_c.FPDFPageObj_GetType(obj)
+        yield obj, kind
+        if kind == pdfium_c.FPDF_PAGEOBJ_FORM:
+            for j in range(pdfium_c.FPDFFormObj_CountObjects(obj)):
+                inner = pdfium_c.FPDFFormObj_GetObject(obj, j)
+                if inner:
+                    yield inner, pdfium_c.FPDFPageObj_GetType(inner)
+
+
 def read_lines(textpage: pdfium.PdfTextPage) -> list[Line]:
-    """The page's lines as PDFium splits them (``\\r\\n``), sampling a few chars per line for style."""
+    """The page's lines as PDFium splits them (``\\r\\n``), sampling a few chars per line for style.
+
+    A line is handled as runs of visible characters (words, mostly): the boxes of a run's first and
+    last characters are all the layout needs, so no Python work is done per character.
+    """
     n = textpage.count_chars()
     if n > MAX_PAGE_CHARS:  # no real page holds this much: refuse it before the per-char layout work
         raise ConversionError("page_too_large", f"the page has {n} characters, over the limit of {MAX_PAGE_CHARS}")
+    raw = textpage.raw
     text = textpage.get_text_range() if n > 0 else ""
     if len(text) != n:  # non-BMP characters: fall back to one call per char
-        text = "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage, i) or 0xFFFD) for i in range(n))
+        text = "".join(chr(pdfium_c.FPDFText_GetUnicode(raw, i) or 0xFFFD) for i in range(n))
     left, right, bottom, top = (ctypes.c_double() for _ in range(4))
     if "ل" in text:
         text = _lam_alef(textpage, text)
@@ -120,42 +151,73 @@ def read_lines(textpage: pdfium.PdfTextPage) -> list[Line]:
     name = ctypes.create_string_buffer(128)
     flags = ctypes.c_int()
     matrix = pdfium_c.FS_MATRIX()
+    get_box = pdfium_c.FPDFText_GetCharBox
 
     def box(i: int) -> tuple[float, float]:
-        pdfium_c.FPDFText_GetCharBox(textpage, i, left, right, bottom, top)
+        get_box(raw, i, left, right, bottom, top)
         return left.value, right.value
 
+    def edges(runs: list[tuple[int, int]]) -> list[tuple[float, float]]:
+        """(left of its first char, right of its last char) of each run: one or two boxes a run."""
+        out = []
+        for start, end in runs:
+            get_box(raw, start, left, right, bottom, top)
+            x_left = left.value
+            if end - start > 1:
+                get_box(raw, end - 1, left, right, bottom, top)
+            out.append((x_left, right.value))
+        return out
+
     def font_size(i: int) -> float:  # the nominal size times the text matrix's scale
-        pdfium_c.FPDFText_GetMatrix(textpage, i, matrix)
+        pdfium_c.FPDFText_GetMatrix(raw, i, matrix)
         scale = abs(matrix.a * matrix.d - matrix.b * matrix.c) ** 0.5
-        return float(pdfium_c.FPDFText_GetFontSize(textpage, i)) * (scale or 1.0)
+        return float(pdfium_c.FPDFText_GetFontSize(raw, i)) * (scale or 1.0)
 
     def is_bold(i: int) -> bool:
-        if pdfium_c.FPDFText_GetFontWeight(textpage, i) >= 600:
+        if pdfium_c.FPDFText_GetFontWeight(raw, i) >= 600:
             return True
-        pdfium_c.FPDFText_GetFontInfo(textpage, i, name, len(name), ctypes.byref(flags))
+        pdfium_c.FPDFText_GetFontInfo(raw, i, name, len(name), ctypes.byref(flags))
         return bool(_BOLD_FONT.search(name.value.decode("latin-1")))
 
     lines: list[Line] = []
     for match in _LINE_SPLIT.finditer(text):  # PDFium ends a hyphenated line with a mark, not CRLF
         segment, offset = match[1], match.start()
-        visible = [offset + j for j, ch in enumerate(segment) if not ch.isspace() and ch not in HYPHEN_MARKS]
-        if not visible:
+        runs = [(offset + m.start(), offset + m.end()) for m in _VISIBLE_RUN.finditer(segment)]
+        if not runs:
             continue
-        first, last = visible[0], visible[-1]
-        x0, _ = box(first)
-        _, x1 = box(last)
-        pdfium_c.FPDFText_GetCharOrigin(textpage, first, ox, oy)
-        samples = visible[:: max(1, len(visible) // 4)]
+        first = runs[0][0]
+        run_edges = edges(runs)
+        x0, x1 = run_edges[0][0], run_edges[-1][1]
+        pdfium_c.FPDFText_GetCharOrigin(raw, first, ox, oy)
+        samples = _samples(runs)
         size = statistics.median(font_size(i) for i in samples)
-        cells = _cells(segment, offset, visible, box, size)
+        cells = _cells(segment, offset, runs, run_edges, size)
         space = segment.find(" ", first - offset)
-        first_word = box(offset + space - 1)[1] - x0 if space > 0 else x1 - x0
+        if space <= 0:
+            first_word = x1 - x0
+        elif offset + space == runs[0][1]:  # the usual case: the first run is the first word
+            first_word = run_edges[0][1] - x0
+        else:
+            first_word = box(offset + space - 1)[1] - x0
         bold = all(is_bold(i) for i in samples)
-        angle = pdfium_c.FPDFText_GetCharAngle(textpage, first)
+        angle = pdfium_c.FPDFText_GetCharAngle(raw, first)
         rotated = 0.1 < angle < 6.18  # radians; the arXiv side stamp is rotated 90°
         lines.append(Line(segment, x0, x1, oy.value, size, first_word, bold, rotated, cells))
     return lines
+
+
+def _samples(runs: list[tuple[int, int]]) -> list[int]:
+    """Every ``len // 4``-th visible character (about five), as indices into the page text."""
+    count = sum(end - start for start, end in runs)
+    step = max(1, count // 4)
+    samples: list[int] = []
+    wanted, seen = 0, 0  # the next sample's rank among the visible chars; visible chars before this run
+    for start, end in runs:
+        while wanted < seen + end - start:
+            samples.append(start + wanted - seen)
+            wanted += step
+        seen += end - start
+    return samples
 
 
 def _lam_alef(textpage: pdfium.PdfTextPage, text: str) -> str:
@@ -183,25 +245,17 @@ def is_rtl(text: str) -> bool:
 
 
 def _cells(
-    segment: str, offset: int, visible: list[int], get_box: Callable[[int], tuple[float, float]], size: float
+    segment: str, offset: int, runs: list[tuple[int, int]], edges: list[tuple[float, float]], size: float
 ) -> list[tuple[float, float, str]]:
-    """Split a line at gaps wider than :data:`CELL_GAP` font sizes (or at tabs)."""
+    """Split a line at gaps wider than :data:`CELL_GAP` font sizes (or at tabs) between its runs."""
     cells: list[tuple[float, float, str]] = []
-    start = visible[0]
-    prev = start
-    x_start = get_box(start)[0]
-    x_prev = get_box(prev)[1]
-    for i in visible[1:]:
-        if i == prev + 1:
-            prev = i
-            continue
-        gap_text = segment[prev + 1 - offset : i - offset]
-        x_next = get_box(i)[0]
-        x_prev = get_box(prev)[1]
-        if "\t" in gap_text or x_next - x_prev > CELL_GAP * size:
-            cells.append((x_start, x_prev, segment[start - offset : prev + 1 - offset]))
-            start, x_start = i, x_next
-        prev = i
-    x_prev = get_box(prev)[1]
-    cells.append((x_start, x_prev, segment[start - offset : prev + 1 - offset]))
+    start, x_start = runs[0][0], edges[0][0]
+    for k in range(1, len(runs)):
+        end, following = runs[k - 1][1], runs[k][0]
+        x_prev, x_next = edges[k - 1][1], edges[k][0]
+        if x_next - x_prev > CELL_GAP * size or "\t" in segment[end - offset : following - offset]:
+            cells.append((x_start, x_prev, segment[start - offset : end - offset]))
+            start, x_start = following, x_next
+    last = runs[-1][1]
+    cells.append((x_start, edges[-1][1], segment[start - offset : last - offset]))
     return cells

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import Document
 from llama_index.core.vector_stores.types import BasePydanticVectorStore
@@ -62,7 +61,7 @@ class StreamragIndex:
             if not vector_store.stores_text:
                 raise ValueError(f"{type(vector_store).__name__} does not store text; a live index needs one that does")
             self.live.vector_store = vector_store
-            self.live.index = VectorStoreIndex.from_vector_store(vector_store, embed_model=self.live.embed_model)
+            self.live.index = self.live.vector_index(vector_store)
         self.llm = llm
         self.similarity_top_k = similarity_top_k
         self._doc_ids: dict[str, None] = {}
