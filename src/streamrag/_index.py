@@ -222,9 +222,13 @@ class LiveIndex:
                 updates.append(PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale]))
             nodes = [_node(c) for c in to_add.values()]
             if nodes:  # embedding is slow: done before the lock that queries wait on
+                # by length in word pieces: the model pads each batch to its longest input, so batches
+                # of like lengths waste no work on padding (chunks range from a line to the window)
                 texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-                for node, vector in zip(nodes, self.embed_model.get_text_embedding_batch(texts), strict=True):
-                    node.embedding = vector
+                order = sorted(range(len(texts)), key=dict(enumerate(self._count(texts))).__getitem__)
+                vectors = self.embed_model.get_text_embedding_batch([texts[i] for i in order])
+                for i, vector in zip(order, vectors, strict=True):
+                    nodes[i].embedding = vector
             # a query reads coverage under this lock after its search, so whatever it found is covered
             with self._state_lock:
                 if nodes:
