@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,7 +106,11 @@ def test_queries_during_ingestion_cite_only_indexed_pages(capture: Path, tmp_pat
 
     def hammer(bundle: object) -> None:
         while not done.is_set() and len(checked) < 2000:
-            citations, coverage = index.retrieve(bundle, source.doc_id, top_k=5)  # type: ignore[arg-type]
+            try:
+                citations, coverage = index.retrieve(bundle, source.doc_id, top_k=5)  # type: ignore[arg-type]
+            except Exception as exc:  # reported by the assertion below, not lost in a thread
+                problems.append(repr(exc))
+                return
             seen = set(coverage.pages_seen) if coverage else set()
             cited = {p for c in citations for p in c.pages}
             if not cited <= seen:
@@ -114,7 +120,11 @@ def test_queries_during_ingestion_cite_only_indexed_pages(capture: Path, tmp_pat
     async def ahammer() -> int:
         n = 0
         while not done.is_set() and n < 500:
-            citations, coverage = await index.aretrieve(questions[0], source.doc_id, top_k=5)
+            try:
+                citations, coverage = await index.aretrieve(questions[0], source.doc_id, top_k=5)
+            except Exception as exc:
+                problems.append(f"async: {exc!r}")
+                break
             seen = set(coverage.pages_seen) if coverage else set()
             if not {p for c in citations for p in c.pages} <= seen:
                 problems.append("async query cited an unindexed page")
@@ -135,6 +145,63 @@ def test_queries_during_ingestion_cite_only_indexed_pages(capture: Path, tmp_pat
     assert not problems, problems[:3]
     assert len(checked) > len(questions) and loop_result["n"] > 0
     assert index.coverage(source.doc_id).complete
+
+
+def test_no_search_runs_while_chunks_are_deleted(capture: Path, tmp_path: Path, embedder: object) -> None:
+    """Chroma can fail a filtered search that overlaps a delete of ids it filters ("Error finding
+    id"), so replacing chunks and searching must take turns; watched at the collection itself."""
+    index = LiveIndex(tmp_path / "store", embed_model=embedder)  # type: ignore[arg-type]
+    pages = [e for e in RecordedStream(capture / "stream.json") if e.text]
+    index.add_pages(pages)
+    collection, guard = index._collection, threading.Lock()
+    active = {"query": 0, "delete": 0}
+    overlaps: list[str] = []
+    counts = {"query": 0, "delete": 0}
+
+    def watched(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        other = "delete" if name == "query" else "query"
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with guard:
+                if active[other]:
+                    overlaps.append(f"{name} began during a {other}")
+                active[name] += 1
+                counts[name] += 1
+            try:
+                return call(*args, **kwargs)
+            finally:
+                with guard:
+                    active[name] -= 1
+
+        return run
+
+    collection.query = watched("query", collection.query)
+    collection.delete = watched("delete", collection.delete)
+    question = index.query_bundle("inverted index postings")
+    done = threading.Event()
+    errors: list[str] = []
+
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                index.retrieve(question, pages[0].doc_id, top_k=5)
+            except Exception as exc:
+                errors.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for round_ in range(3):  # every page edited: each round replaces the document's chunks
+        index.add_pages([e.model_copy(update={"text": f"{e.text} (revision {round_})"}) for e in pages])
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors and not overlaps, (errors[:2], overlaps[:2])
+    assert counts["delete"] >= 3 and counts["query"] > 3
+    texts = index.page_texts(pages[0].doc_id)
+    assert all(t.endswith("(revision 2)") for t in texts.values() if t)
+    assert set(coverage_counts(texts, index.chunks(pages[0].doc_id)).values()) == {1}  # nothing stale left
 
 
 def blank_pdf(pages: int) -> bytes:

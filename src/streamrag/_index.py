@@ -39,7 +39,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from ._chunker import SECTION_KEY, Chunk, StreamChunker
 from ._embedding import load_embedder, token_counter, window, window_splitter
 from ._models import Citation, Coverage, PageEvent
-from ._store import DEFAULT_COLLECTION, PageLedger, StoreSpec, chunk_collection, is_server, open_chroma
+from ._store import DEFAULT_COLLECTION, PageLedger, SearchLock, StoreSpec, chunk_collection, is_server, open_chroma
 
 __all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
 
@@ -168,6 +168,7 @@ class LiveIndex:
         self._docs: dict[str, _Doc] = {}
         self._write_lock = threading.RLock()  # one writer at a time
         self._state_lock = threading.RLock()  # coverage snapshots vs. their updates
+        self._search_lock = SearchLock()  # searches vs. deletes (a Chroma race)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -186,7 +187,8 @@ class LiveIndex:
             stored = self._collection.get(where={_DOC_KEY: doc_id}, include=[])["ids"]
             orphans = [i for i in stored if i not in known]
             if orphans:
-                self._collection.delete(ids=orphans)
+                with self._search_lock.writing():
+                    self._collection.delete(ids=orphans)
         with self._state_lock:
             return self._docs.setdefault(doc_id, doc)
 
@@ -230,7 +232,7 @@ class LiveIndex:
                 for i, vector in zip(order, vectors, strict=True):
                     nodes[i].embedding = vector
             # a query reads coverage under this lock after its search, so whatever it found is covered
-            with self._state_lock:
+            with self._state_lock, self._search_lock.writing():
                 if nodes:
                     self.index.insert_nodes(nodes)  # embeddings set: written as they are
                 if to_delete:
@@ -263,7 +265,8 @@ class LiveIndex:
         with self._write_lock:
             if self.custom_store is not None:
                 self.custom_store.delete(doc_id)
-            self._collection.delete(where={_DOC_KEY: doc_id})
+            with self._search_lock.writing():
+                self._collection.delete(where={_DOC_KEY: doc_id})
             self._ledger.delete(doc_id)
             with self._state_lock:
                 self._docs.pop(doc_id, None)
@@ -355,11 +358,14 @@ class LiveIndex:
         return citations, coverage
 
     def _search(self, retriever: Any, question: str | QueryBundle) -> list[NodeWithScore]:
-        """The search; on a shared server, retried a few times past Chroma's transient internal error
-        while another client's writes are being compacted ("Nothing found on disk")."""
+        """The search, embedded first and then run under the search lock; on a shared server,
+        retried a few times past Chroma's transient internal error while another client's writes
+        are being compacted ("Nothing found on disk")."""
+        bundle = self.query_bundle(question)
         for attempt in range(5):
             try:
-                hits: list[NodeWithScore] = retriever.retrieve(question)
+                with self._search_lock.searching():
+                    hits: list[NodeWithScore] = retriever.retrieve(bundle)
                 return hits
             except Exception as exc:
                 if not self.shared or attempt == 4 or type(exc).__name__ != "InternalError":

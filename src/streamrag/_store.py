@@ -16,8 +16,10 @@ from it and a finished document is answered at once.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +33,7 @@ __all__ = [
     "Lease",
     "LeaseTable",
     "PageLedger",
+    "SearchLock",
     "StoreSpec",
     "default_store",
     "is_server",
@@ -158,6 +161,47 @@ def open_chroma(store: str | Path | StoreSpec | None = None) -> Any:
 def chunk_collection(client: Any, name: str) -> Any:
     """The collection of chunks, compared by cosine distance."""
     return client.get_or_create_collection(name, metadata={"hnsw:space": "cosine"}, embedding_function=None)
+
+
+class SearchLock:
+    """Searches share it; writes that delete chunks take it alone, and go first.
+
+    Chroma (1.5, embedded) can fail a filtered search that runs while ids of the filtered set are
+    being deleted — ``InternalError: Error finding id``: its metadata and vector segments disagree
+    for a moment. Writes are short next to embedding, so searches wait for them only briefly.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._searches = 0
+        self._writers = 0  # waiting or writing: new searches wait behind them
+        self._writing = False
+
+    @contextmanager
+    def searching(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writers)
+            self._searches += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._searches -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._writers += 1
+            self._cond.wait_for(lambda: not self._searches and not self._writing)
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._writers -= 1
+                self._cond.notify_all()
 
 
 class PageLedger:
