@@ -81,6 +81,26 @@ def test_running_footers_and_page_numbers_are_left_out(corpus: Path) -> None:
     assert not any(re.search(r"(?m)^(?:[ivx]+|\d+)$", p) for p in pages)
 
 
+def test_a_journal_running_head_is_left_out_and_the_paragraph_goes_on(corpus: Path) -> None:
+    pages = texts(corpus / "arxiv-0807.3577-jcap.pdf", page_ranges="2-4")
+    assert not any("Apparent and average accelerations of the Universe" in p for p in pages)
+    assert pages[1].startswith("\nrarely taken into account")  # page 3 continues page 2's sentence
+
+
+def test_a_book_foot_that_changes_with_the_chapter_is_left_out(corpus: Path) -> None:
+    pages = texts(corpus / "redp5110_sampled.pdf", page_ranges="8-10")
+    assert not re.search(r"Chapter [234]\.", "".join(pages))
+    assert "Separation of duties helps businesses comply" in pages[0]
+
+
+def test_text_off_the_visible_page_is_left_out_but_a_contents_page_is_kept(corpus: Path) -> None:
+    pages = texts(corpus / "freeculture.pdf", page_ranges="9-10,30,40")
+    document = "".join(pages)
+    assert "2 3 4 5 6 7 8 9 10" not in document and "PASS PAGES" not in document  # printer's marks
+    assert "“PROPERTY” 81" in pages[1] and "CHAPTER SIX: Founders 85" in pages[1]  # the contents' first line
+    assert "there are committees that review doujinshi for inclusion" in pages[3]
+
+
 # --- reading order ---------------------------------------------------------------------------
 
 

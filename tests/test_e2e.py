@@ -46,7 +46,8 @@ async def test_local_backend_answers_before_the_last_page_is_converted(
     source = MathpixPDF(pdf, api_url=server.url, app_key="")
     converted_at_first_answer = None
     answers = []
-    async for item in aask(source, ["What is the apparent acceleration of the Universe?"], index):
+    question = "Can an inhomogeneous model without dark energy explain the accelerated expansion?"
+    async for item in aask(source, [question], index):
         if isinstance(item, Answer):
             answers.append(item)
             if converted_at_first_answer is None:
@@ -57,4 +58,4 @@ async def test_local_backend_answers_before_the_last_page_is_converted(
     done, total = converted_at_first_answer
     assert total == 15 and done is not None and done < total
     assert answers[0].coverage.pages_indexed < 15 and answers[-1].coverage.complete
-    assert answers[-1].final and "accelerat" in answers[-1].answer.lower()
+    assert answers[-1].final and "dark energy" in answers[-1].answer.lower()

@@ -86,12 +86,15 @@ def read_page(page: pdfium.PdfPage) -> PageFacts:
         lines = read_lines(textpage)
     finally:
         textpage.close()
+    box = left, bottom, right, top = page.get_bbox()
+    # text off the visible page (a printer's line numbers beside the crop box) is not page text
+    lines = [ln for ln in lines if ln.x1 > left and ln.x0 < right and bottom < ln.base + ln.size and ln.base < top]
     width, height = page.get_size()
     visible = sum(len(run) for ln in lines for run in _VISIBLE_RUN.findall(ln.text))
     # the objects only matter for a page with almost no text, or a text layer that may be OCR garbage
     maybe_scan = visible < 10 or (len(lines) < 400 and garbage_share(lines) > 0.3)
     cover, invisible = _objects(page, width * height) if maybe_scan else (0.0, False)
-    return PageFacts(lines, page.get_bbox(), width, height, visible, cover, invisible)
+    return PageFacts(lines, box, width, height, visible, cover, invisible)
 
 
 def _objects(page: pdfium.PdfPage, area: float) -> tuple[float, bool]:
