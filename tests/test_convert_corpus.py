@@ -16,6 +16,7 @@ import pytest
 from streamrag._convert import PdfPages, convert_pdf, installed_languages
 from streamrag._convert._text import Vocabulary, join_lines
 from streamrag._exceptions import ConversionError
+from streamrag._mmd import split_blocks
 from streamrag._server.options import parse_options
 
 needs_tesseract = pytest.mark.skipif(not installed_languages(), reason="tesseract is not installed")
@@ -99,6 +100,14 @@ def test_text_off_the_visible_page_is_left_out_but_a_contents_page_is_kept(corpu
     assert "2 3 4 5 6 7 8 9 10" not in document and "PASS PAGES" not in document  # printer's marks
     assert "“PROPERTY” 81" in pages[1] and "CHAPTER SIX: Founders 85" in pages[1]  # the contents' first line
     assert "there are committees that review doujinshi for inclusion" in pages[3]
+
+
+def test_a_literal_dollar_is_escaped_and_opens_no_math(corpus: Path) -> None:
+    document = "".join(texts(corpus / "chelsea_pdta.pdf"))
+    assert "\\$ < 50 000 \\$" in document  # the cost legend: "$ < 50 000 $"
+    assert not re.search(r"(?<!\\)\$", document)  # the converter writes no math here
+    legend = next(line for line in document.splitlines() if line.startswith("\\$\\$"))
+    assert [b.kind for b in split_blocks(legend)] == ["para"]  # not display math for the chunker
 
 
 # --- reading order ---------------------------------------------------------------------------

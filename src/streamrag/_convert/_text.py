@@ -101,6 +101,10 @@ def fix_accents(text: str) -> str:
 
 
 def clean(text: str) -> str:
+    """Ligatures, accents, control characters and spaces tidied; a literal ``$`` escaped as ``\\$``,
+    as Mathpix writes it (an unescaped one would open math for every MMD reader, our chunker too)."""
+    if "$" in text:
+        text = text.replace("$", "\\$")
     if text.isascii() and text.isprintable() and "`" not in text:  # nothing to do but the spaces
         return _SPACES.sub(" ", text).strip() if "  " in text else text.strip()
     text = fix_accents(CONTROL.sub("", text.translate(LIGATURES)))
