@@ -102,6 +102,15 @@ def test_text_off_the_visible_page_is_left_out_but_a_contents_page_is_kept(corpu
     assert "there are committees that review doujinshi for inclusion" in pages[3]
 
 
+def test_a_table_the_stream_draws_last_is_read_under_its_caption(corpus: Path) -> None:
+    page = texts(corpus / "redp5110_sampled.pdf", page_ranges="8")[0]
+    order = ["Table 2-1 FUNCTION_USAGE view", "| Column name | Data type | Description |", "To discover who"]
+    order += ["\\section{2.2 Separation of duties}"]
+    positions = [page.find(s) for s in order]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert "| Table 2-1" not in page
+
+
 def test_a_literal_dollar_is_escaped_and_opens_no_math(corpus: Path) -> None:
     document = "".join(texts(corpus / "chelsea_pdta.pdf"))
     assert "\\$ < 50 000 \\$" in document  # the cost legend: "$ < 50 000 $"

@@ -102,6 +102,26 @@ def test_small_print_that_is_not_a_footnote_stays_in_place() -> None:
     assert "3 cameras were used" in page and "Printed on recycled paper" in page
 
 
+def test_a_table_drawn_last_is_read_where_it_stands() -> None:
+    """The stream draws the text above and below first, then the table in the band they leave."""
+    rows = [("Camera", "Count"), ("North", "1204"), ("South", "877"), ("East", "1530")]
+    cells = [(72 + 150 * c, 250 + 14 * r, 9, "", word) for r, row in enumerate(rows) for c, word in enumerate(row)]
+    caption = (72, 230, 9, "", "Table 1 Counts per camera")
+    page = texts(make_pdf([[*body(100), caption, *body(340), *cells]]))[0]
+    order = ["Counting objects", "Table 1 Counts per camera", "| Camera | Count |", "| East | 1530 |"]
+    positions = [page.find(s) for s in order]
+    assert -1 not in positions and positions == sorted(positions), page
+    assert page.rfind("makes it hard for a learning agent") > page.find("| East | 1530 |")
+    assert "| Table 1" not in page  # the caption is not a table row
+
+
+def test_a_fraction_drawn_out_of_order_is_not_moved() -> None:
+    """A numerator drawn after its denominator jumps up a line, not into an emptied band: it stays."""
+    formula = [(72, 172, 10, "", "p(b) ="), (110, 181, 10, "", "N"), (110, 163, 10, "", "n(b)")]
+    page = texts(make_pdf([[*body(100), *formula]]))[0]
+    assert page.find("p(b) =") < page.find("n(b)"), page
+
+
 # --- real PDFs ---------------------------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@ Reading order: PDFium gives lines in content-stream order, which within a column
 the reading order. When a page has two columns (a vertical gutter near the middle that the narrow
 lines leave empty), lines are regrouped: full-width lines (titles, abstracts, wide figures and
 tables) cut the page into bands, and within each band the left column is read before the right one,
-each in stream order.
+each in stream order. On a one-column page, a run of lines the stream draws after the text around it
+(a table or a figure's labels, drawn last) is put back into the empty band it fills.
 
 Headings are written as ``\\section{…}`` (clearly larger than body text) or ``\\subsection{…}``
 (slightly larger, or a short bold or upper-case line) — Mathpix's own convention; the chunker reads
@@ -20,6 +21,7 @@ import re
 import statistics
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import pairwise
 
 from ._footnotes import footnote_text, note_text, split_footnotes
 from ._furniture import PAGE_NUMBER
@@ -43,7 +45,7 @@ def reading_order(lines: list[Line]) -> list[Line]:
     """``lines`` in reading order, regrouped by column when the page has two columns."""
     gutter = _gutter(lines)
     if gutter is None:
-        return lines
+        return _back_in_place(lines)
     g0, g1 = gutter
     spanning = sorted((ln for ln in lines if ln.x0 < g0 - 2 and ln.x1 > g1 + 2), key=lambda ln: -ln.base)
     tops = [ln.base for ln in spanning] + _gaps(lines)
@@ -56,6 +58,32 @@ def reading_order(lines: list[Line]) -> list[Line]:
         return 2 * band, 0 if line.x1 <= g1 + 2 else 1
 
     return sorted(lines, key=key)
+
+
+def _back_in_place(lines: list[Line]) -> list[Line]:
+    """Stream order, except that a run drawn later that jumps back up the page into a band the text
+    before it left empty is read there (where Mathpix, reading the page image, reads it)."""
+    runs: list[list[Line]] = []
+    for line in lines:  # a run goes down the page (a superscript's small rise stays in it)
+        if runs and line.base <= runs[-1][-1].base + 0.7 * line.size:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    if len(runs) == 1:
+        return lines
+    placed = runs[0]
+    for run in runs[1:]:
+        top, bottom = max(ln.base for ln in run), min(ln.base for ln in run)
+        at = next(
+            (
+                k + 1
+                for k, (a, b) in enumerate(pairwise(placed))
+                if a.base > top and b.base < bottom and a.base - b.base > 3 * a.size  # an emptied band, not a fraction
+            ),
+            len(placed),
+        )
+        placed = placed[:at] + run + placed[at:]
+    return placed
 
 
 def _gaps(lines: list[Line]) -> list[float]:

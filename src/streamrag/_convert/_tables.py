@@ -9,6 +9,7 @@ column it overlaps most. Mathpix writes ``tabular`` or pipe tables; both are MMD
 
 from __future__ import annotations
 
+import re
 import statistics
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from itertools import pairwise
 
 from ._text import clean
 from ._textlayer import Line
+
+_CAPTION = re.compile(r"\s*(?:Table|Tableau|Tabla|Tabelle|Figure|Fig\.|Example)\s+[A-Z]?\d", re.IGNORECASE)
+"""A caption line ("Table 2-1 FUNCTION_USAGE view") is never a table row, though its words may align."""
 
 
 @dataclass(slots=True)
@@ -120,7 +124,7 @@ def find_tables(lines: list[Line]) -> list[Line | Table]:
     i = 0
     while i < len(rows):
         j = i
-        while j < len(rows) and len(cell_rows[j]) >= 2:
+        while j < len(rows) and len(cell_rows[j]) >= 2 and not _CAPTION.match(rows[j][0].text):
             j += 1
         table = _table(rows[i:j], cell_rows[i:j]) if j - i >= 3 else None
         if table is not None:
