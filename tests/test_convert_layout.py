@@ -122,6 +122,30 @@ def test_a_fraction_drawn_out_of_order_is_not_moved() -> None:
     assert page.find("p(b) =") < page.find("n(b)"), page
 
 
+def test_a_bold_command_line_is_not_a_heading_but_a_bold_label_is() -> None:
+    lines = [
+        *body(100),
+        (72, 190, 10, "B", "CHGFCNUSG FCNID(QIBM_DB_SECADM) USAGE(*ALLOWED)"),
+        *body(220),
+        (72, 310, 10, "B", "Path to goal (cost):"),
+        *body(340),
+    ]
+    page = texts(make_pdf([lines]))[0]
+    assert "\\subsection{Path to goal (cost):}" in page
+    assert "CHGFCNUSG FCNID(QIBM_DB_SECADM) USAGE(*ALLOWED)" in page and "subsection{CHGFCNUSG" not in page
+
+
+def test_a_run_of_capitalised_labels_is_not_a_run_of_sections() -> None:
+    """A bar chart's categories (four or more in a row, no text between) are labels; three are kept."""
+    chart = ["JAMAIS", "QUELQUES FOIS PAR MOIS", "UNE FOIS PAR SEMAINE", "TOUS LES JOURS"]
+    form = ["NAME:", "STUDENT ID:", "INSTRUCTIONS:"]
+    lines = [*body(100), *[(72, 200 + 30 * k, 10, "", label) for k, label in enumerate(chart)]]
+    lines += [*body(340), *[(72, 440 + 30 * k, 10, "", label) for k, label in enumerate(form)], *body(560)]
+    page = texts(make_pdf([lines]))[0]
+    assert all(label in page for label in chart) and "subsection{JAMAIS}" not in page
+    assert page.count("\\subsection{") == 3 and "\\subsection{INSTRUCTIONS:}" in page
+
+
 # --- real PDFs ---------------------------------------------------------------------------------
 
 

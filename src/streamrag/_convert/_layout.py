@@ -32,6 +32,7 @@ from ._textlayer import Line, is_rtl
 _BULLET = re.compile(r"^(?:[•◦▪▫‣⁃∙●○■□➢►\x80-\x9f\ue000-\uf8ff]\s*|[-–—*]\s+)(?=\S)")
 _NUMBERED = re.compile(r"^(\d{1,2})[.)]\s+(?=\S)")
 SENTENCE_END = re.compile(r"[.!?:][\"'”’)\]]*$")
+_CODE_LIKE = re.compile(r"[=*;{}<>\[\]]|\w_\w|\w\(")
 
 
 @dataclass(slots=True)
@@ -225,6 +226,7 @@ class Layout:
                 text = self._heading(block.lines)
             block.text = text
             out.append(block)
+        _labels_apart(out, self.body, self.vocabulary)
         for mark, lines in self.notes:  # at the page's end, as Mathpix puts them
             text = join_lines(note_text([ln.text for ln in lines]), self.vocabulary)
             out.append(Block("footnote", lines, footnote_text(mark, text)))
@@ -260,9 +262,26 @@ class Layout:
             return False
         if self.body and block.lines[0].size >= 1.15 * self.body:
             return True
+        if _CODE_LIKE.search(text):  # "CHGFCNUSG FCNID(QIBM_DB_SECADM) USAGE(*ALLOWED)": a command, bold
+            return False
         letters = [c for c in text if c.isalpha()]
         title_like = all(ln.bold for ln in block.lines) or (len(letters) >= 4 and text.upper() == text)
         return len(block.lines) == 1 and words <= 10 and title_like and text[:1].isupper()
+
+
+def _labels_apart(blocks: list[Block], body: float, vocabulary: Vocabulary) -> None:
+    """Four or more body-size "headings" in a row, with no text between them, are labels (a chart's
+    categories, a legend), not sections: they become plain lines, so no chunk takes one as its path."""
+    run: list[Block] = []
+    for block in [*blocks, Block("para", [])]:
+        if block.kind == "heading" and (not body or block.lines[0].size < 1.15 * body):
+            run.append(block)
+            continue
+        if len(run) >= 4:
+            for label in run:
+                label.kind = "para"
+                label.text = join_lines([ln.text for ln in label.lines], vocabulary)
+        run = []
 
 
 def markdown(blocks: list[Block]) -> str:
