@@ -227,7 +227,7 @@ class LiveIndex:
                 # by length in word pieces: the model pads each batch to its longest input, so batches
                 # of like lengths waste no work on padding (chunks range from a line to the window)
                 texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-                order = sorted(range(len(texts)), key=dict(enumerate(self._count(texts))).__getitem__)
+                order = sorted(range(len(texts)), key=self._count(texts).__getitem__)
                 vectors = self.embed_model.get_text_embedding_batch([texts[i] for i in order])
                 for i, vector in zip(order, vectors, strict=True):
                     nodes[i].embedding = vector

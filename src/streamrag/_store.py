@@ -1,5 +1,5 @@
-"""Where the index lives: a Chroma client, the chunk collection, a ledger of pages received, and
-the leases that let several workers share one store.
+"""Where the index lives: a Chroma client, the chunk collection, a ledger of pages received, the
+leases that let several workers share one store, and the lock that keeps searches and deletes apart.
 
 ``store`` is a directory (an embedded Chroma ``PersistentClient``, one process at a time) or the URL
 of a Chroma server (``http://host:port``, ``https://…``; ``HttpClient``), optionally with
@@ -164,7 +164,7 @@ def chunk_collection(client: Any, name: str) -> Any:
 
 
 class SearchLock:
-    """Searches share it; writes that delete chunks take it alone, and go first.
+    """Searches share it; writes of chunks (inserts and deletes) take it alone, and go first.
 
     Chroma (1.5, embedded) can fail a filtered search that runs while ids of the filtered set are
     being deleted — ``InternalError: Error finding id``: its metadata and vector segments disagree
