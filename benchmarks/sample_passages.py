@@ -1,20 +1,17 @@
-"""Blind random sample of passages (and page breaks) for ``benchmarks/data/questions_sampled.jsonl``.
+"""Blind random samples of passages (and page breaks) for the ``sampled`` question sets.
 
 The hand-written ``questions.jsonl`` is mostly about short exam pages and copies their wording, so
-every retrieval method is near the ceiling on it. ``questions_sampled.jsonl`` is a second set over
-long, dense documents whose questions were written *blind* -- without running any embedder,
-retriever or ``retrieval.py`` on them -- from passages picked at random by this script:
+every retrieval method is near the ceiling on it. ``questions_sampled.jsonl`` (set ``sampled``) and
+``questions_sampled2.jsonl`` (set ``sampled2``) are sets over long, dense documents whose questions
+were written *blind* -- without running any embedder, retriever or ``retrieval.py`` on them -- from
+passages picked at random by this script (``--set NAME``):
 
-1. Pages are obtained exactly as ``retrieval.py`` obtains corpus pages:
-   ``PdfPages((SHARED / "corpus" / file).read_bytes())``, page text ``m.text or ""`` keyed by
-   ``m.page_idx`` (1-based, as in the Mathpix stream). For ``freeculture.pdf`` only pages 1-60 of
-   352 are used (see ``PAGE_RANGES``) to keep the benchmark fast; the whole file is opened and
-   the iteration stops after page 60 -- PdfPages is lazy and a page's text depends only on the
-   pages before it and two pages after it, so these are byte for byte the first 60 pages of the
-   whole-document conversion (``PdfPages(data, page_ranges="1-60")`` gives the same texts; run
-   with ``--check-ranges`` to verify). A loader for the sampled set must restrict the document to
-   the same range.
-2. One ``random.Random(SEED)`` drives everything, documents taken in the order of ``DOCUMENTS``.
+1. Pages are obtained exactly as ``retrieval.py`` obtains corpus pages: a document key
+   ``corpus/<file>[#<page_ranges>]`` gives ``PdfPages(data, page_ranges=...)``, page text
+   ``m.text or ""`` keyed by ``m.page_idx`` (1-based within the range, as in the Mathpix stream:
+   in ``freeculture.pdf#61-120``, p1 is the book's PDF page 61). ``freeculture`` (352 pages) is
+   cut into 60-page ranges to keep the benchmark fast.
+2. One ``random.Random(seed)`` per set drives everything, documents taken in the set's order.
    For each document, ``N + RESERVE`` passages are drawn, each as: a page uniformly at random among
    the pages whose text has >= 400 characters (``len(text.strip())``), then one paragraph uniformly
    at random among that page's eligible paragraphs. A paragraph is a block of the page text
@@ -23,10 +20,14 @@ retriever or ``retrieval.py`` on them -- from passages picked at random by this 
    a figure (``![](``), a table (``\\begin{tabular``, or every line starting with ``|``) or a
    math block (``$$``/``\\[``/``\\begin{equation|align|...}``, or fewer than 40% of its
    non-space characters are letters once inline math is removed). A page without an eligible
-   paragraph, or a (page, paragraph) drawn twice, is redrawn (counted in the output).
-   The first ``N`` draws are the sample; the ``RESERVE`` further draws are used, in order, only
-   when a sampled passage is unreadable garbage (broken OCR, a reference list); the question file's
-   note records any such replacement.
+   paragraph, or a (page, paragraph) drawn twice, is redrawn (counted in the output);
+   a document with fewer eligible paragraphs than passages plus reserves gives all it has.
+   In ``sampled2``, pages that an earlier set's questions were drawn from (``Sample.exclude``: the
+   pages named ``sampled pN`` in its notes) are not drawn again, nor are the page breaks it
+   straddles, so the sets do not ask about the same passages. The first ``N`` draws are the
+   sample; the ``RESERVE`` further draws are used, in order, only when a sampled passage is
+   unreadable garbage (broken OCR, a reference list); the question file's note records any such
+   replacement.
 3. Straddling page breaks: after the passages of a document, every page ``p`` (within the range)
    whose text starts with a single ``"\\n"`` (the Mathpix separator for "continues the previous
    page's paragraph or list", not ``"\\n\\n"``) gives the break ``p-1 | p``; ``STRADDLES`` of them
@@ -38,16 +39,17 @@ and its text; then the straddling breaks with the end of the previous page and t
 next. ``--dump DIR`` also writes every page text to ``DIR/<file>/<page>.md`` to search for other
 answering pages.
 
-    .venv/bin/python benchmarks/sample_passages.py [--dump /tmp/pages] [--check-ranges]
+    .venv/bin/python benchmarks/sample_passages.py [--set sampled2] [--dump /tmp/pages]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
-from itertools import islice
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamrag._convert import PdfPages
@@ -55,22 +57,45 @@ from streamrag._convert import PdfPages
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("STREAMRAG_SHARED", HERE.parents[1] / "shared"))
 
-SEED = 20261204
 MIN_PAGE_CHARS = 400
 MIN_PARA_CHARS = 150
 RESERVE = 5
 STRADDLES = 2
 
-# document key (as in questions.jsonl) -> passages to sample
-DOCUMENTS = {
-    "corpus/arxiv-0807.3577-jcap.pdf": 10,
-    "corpus/arxiv-1804.07821.pdf": 10,
-    "corpus/chelsea_pdta.pdf": 10,
-    "corpus/freeculture.pdf": 10,
-    "corpus/redp5110_sampled.pdf": 6,
+
+@dataclass
+class Sample:
+    seed: int
+    documents: dict[str, int]  # document key (as in the question files) -> passages to sample
+    exclude: list[str] = field(default_factory=list)  # question files whose sampled pages are not redrawn
+
+
+SETS = {
+    "sampled": Sample(
+        20261204,
+        {
+            "corpus/arxiv-0807.3577-jcap.pdf": 10,
+            "corpus/arxiv-1804.07821.pdf": 10,
+            "corpus/chelsea_pdta.pdf": 10,
+            "corpus/freeculture.pdf#1-60": 10,
+            "corpus/redp5110_sampled.pdf": 6,
+        },
+    ),
+    "sampled2": Sample(
+        20261205,
+        {
+            "corpus/freeculture.pdf#61-120": 12,
+            "corpus/chelsea_pdta.pdf": 8,
+            "corpus/arxiv-2310.07875-tablib-p1-7.pdf": 6,
+            "corpus/arxiv-0807.3577-jcap.pdf": 5,
+            "corpus/redp5110_sampled.pdf": 5,
+            "corpus/arxiv-0908.0054.pdf": 5,
+            "corpus/arxiv-2103.15348-with-empty-pages.pdf": 4,
+            "corpus/arxiv-1804.07821.pdf": 4,
+        },
+        ["questions_sampled.jsonl"],
+    ),
 }
-# document key -> Mathpix-style page_ranges the benchmark restricts the document to
-PAGE_RANGES = {"corpus/freeculture.pdf": "1-60"}
 
 _HEADING = re.compile(r"^\s*(?:\\(?:sub)*section\*?\{|\\title\{|\\author\{|\\chapter\*?\{|#+\s)")
 _MATH_BLOCK = re.compile(r"^\s*(?:\$\$|\\\[|\\begin\{(?:equation|align|gather|multline|eqnarray|array)\*?\})")
@@ -78,24 +103,24 @@ _INLINE_MATH = re.compile(r"\\\(.*?\\\)|\$[^$]*\$", re.S)
 _BLANK = re.compile(r"\n[ \t]*\n")
 
 
-def last_page(name: str) -> int | None:
-    spec = PAGE_RANGES.get(name)
-    if spec is None:
-        return None
-    first, _, last = spec.partition("-")
-    assert first == "1", "only leading ranges are supported: page numbers then match the whole file"
-    return int(last)
-
-
 def load_pages(name: str) -> dict[int, str]:
-    """page_idx -> text, exactly as retrieval.py's load_docs, cut to PAGE_RANGES."""
-    file = name.partition("/")[2]
-    pages = PdfPages((SHARED / "corpus" / file).read_bytes())
-    msgs = islice(pages, last_page(name))  # None: every page
-    try:
-        return {m.page_idx: m.text or "" for m in msgs}
-    finally:
-        pages.close()
+    """page_idx -> text of the corpus document ``corpus/<file>[#<page_ranges>]``, as retrieval.py loads it."""
+    file, _, ranges = name.partition("/")[2].partition("#")
+    with PdfPages((SHARED / "corpus" / file).read_bytes(), page_ranges=ranges or None) as pages:
+        return {m.page_idx: m.text or "" for m in pages}
+
+
+def excluded(files: list[str]) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+    """(document, page) pairs the questions in ``files`` were sampled from, and (document, p) for
+    the breaks ``p-1 | p`` they straddle."""
+    pages, breaks = set(), set()
+    for f in files:
+        for line in (HERE / "data" / f).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                q = json.loads(line)
+                pages |= {(q["document"], int(p)) for p in re.findall(r"^sampled p(\d+)", q["note"])}
+                breaks |= {(q["document"], int(p)) for p in re.findall(r"^straddles p\d+-p(\d+)", q["note"])}
+    return pages, breaks
 
 
 def paragraphs(text: str) -> list[tuple[int, str]]:
@@ -125,8 +150,9 @@ def eligible(block: str) -> bool:
     return len(prose) > 0 and letters >= 0.4 * len(prose)
 
 
-def sample(rng: random.Random, pages: dict[int, str], n: int) -> tuple[list[tuple[int, int, str]], int]:
-    rich = [p for p in sorted(pages) if len(pages[p].strip()) >= MIN_PAGE_CHARS]
+def sample(rng: random.Random, pages: dict[int, str], n: int, skip: set[int]) -> tuple[list[tuple[int, int, str]], int]:
+    rich = [p for p in sorted(pages) if len(pages[p].strip()) >= MIN_PAGE_CHARS and p not in skip]
+    n = min(n, sum(eligible(b) for p in rich for _, b in paragraphs(pages[p])))  # a short document runs out
     picked: list[tuple[int, int, str]] = []
     redraws = 0
     while len(picked) < n:
@@ -151,34 +177,32 @@ def continued_breaks(pages: dict[int, str]) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", default="sampled", choices=SETS, help="which question set's sample to draw")
     ap.add_argument("--dump", type=Path, help="write every page text to DIR/<file>/<page>.md")
-    ap.add_argument("--check-ranges", action="store_true", help="verify PAGE_RANGES against page_ranges=")
     args = ap.parse_args()
 
-    rng = random.Random(SEED)
-    for name, n in DOCUMENTS.items():
+    spec = SETS[args.set]
+    rng = random.Random(spec.seed)
+    done_pages, done_breaks = excluded(spec.exclude)
+    for name, n in spec.documents.items():
         pages = load_pages(name)
-        if args.check_ranges and name in PAGE_RANGES:
-            file = name.partition("/")[2]
-            with PdfPages((SHARED / "corpus" / file).read_bytes(), page_ranges=PAGE_RANGES[name]) as pp:
-                ranged = {m.page_idx: m.text or "" for m in pp}
-            print(f"# check {name} page_ranges={PAGE_RANGES[name]}: identical = {ranged == pages}")
         if args.dump:
             d = args.dump / name.partition("/")[2]
             d.mkdir(parents=True, exist_ok=True)
             for p, t in pages.items():
                 (d / f"{p}.md").write_text(t)
         rich = sum(len(t.strip()) >= MIN_PAGE_CHARS for t in pages.values())
-        picked, redraws = sample(rng, pages, n + RESERVE)
-        rng_note = f", page range {PAGE_RANGES[name]}" if name in PAGE_RANGES else ""
+        skip = {p for d, p in done_pages if d == name}
+        picked, redraws = sample(rng, pages, n + RESERVE, skip)
         print(
-            f"\n{'=' * 100}\n{name}: {len(pages)} pages{rng_note}, {rich} with >= {MIN_PAGE_CHARS} chars; "
+            f"\n{'=' * 100}\n{name}: {len(pages)} pages, {rich} with >= {MIN_PAGE_CHARS} chars"
+            f"{f', {len(skip)} excluded (earlier sets)' if skip else ''}; "
             f"{n} passages + {RESERVE} reserves ({redraws} redraws)"
         )
         for k, (page, off, block) in enumerate(picked, 1):
             tag = f"#{k}" if k <= n else f"reserve #{k - n}"
             print(f"\n--- {tag}: {name} p{page} off{off} ({len(block)} chars)\n{block}")
-        breaks = continued_breaks(pages)
+        breaks = [p for p in continued_breaks(pages) if (name, p) not in done_breaks]
         chosen = rng.sample(breaks, min(STRADDLES, len(breaks)))
         print(
             f"\n--- straddling breaks of {name}: {len(breaks)} ({', '.join(f'p{p - 1}-p{p}' for p in breaks)}); "

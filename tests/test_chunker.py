@@ -10,6 +10,7 @@ import pytest
 from conftest import coverage_counts, mmd_pages
 from streamrag._chunker import StreamChunker, split_blocks
 from streamrag._embedding import token_counter, window
+from streamrag._mmd import heading_of
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,17 @@ def test_blocks_of_mmd_constructs() -> None:
         ("heading", "## Heading"),
         ("para", "text"),
     ]
+
+
+def test_a_heading_without_a_letter_names_no_section(count) -> None:  # type: ignore[no-untyped-def]
+    # a figure's lone symbol and a row of ornament glyphs, read as headings by a converter (arXiv 1804.07821
+    # p. 2, Free Culture's chapter openings): the text under them stays in the section before
+    assert heading_of("\\subsection{∑}") is None
+    assert heading_of("## ❚❘❙❚❘❙ ❚❘❙") is None
+    assert heading_of("\\section*{2. Related Work}") == (2, "2. Related Work")
+    text = "\\section{2. Related Work}\n\nCounting by regression.\n\n\\subsection{∑}\n\nDensity maps are summed."
+    new, _ = StreamChunker("doc", count, 254).add(1, text)
+    assert {c.section for c in new} == {"2. Related Work"}
 
 
 def test_oversized_blocks_are_split_within_the_window(count) -> None:  # type: ignore[no-untyped-def]

@@ -170,17 +170,17 @@ def _clean_title(raw: str) -> str:
 
 
 def heading_of(text: str) -> tuple[int, str] | None:
-    """``(level, title)`` of a heading block's text (``\\title`` 0 … ``\\paragraph`` 5; ``#`` 1 … ``######`` 6)."""
+    """``(level, title)`` of a heading block's text (``\\title`` 0 … ``\\paragraph`` 5; ``#`` 1 … ``######`` 6).
+    A title without a letter (a lone ``∑`` from a figure, a row of ornament glyphs) names no section: None."""
     m = _HEADING.match(text)
     if m is not None:
         end = match_brace(text, m.end() - 1)
-        title = _clean_title(text[m.end() : end - 1])
-        return (HEADING_LEVELS[m.group(1)], title) if title else None
-    m = _MD_HEADING.match(text)
-    if m is not None:
-        title = _clean_title(text[m.end() :].strip().rstrip("#"))
-        return (len(m.group(1)), title) if title else None
-    return None
+        level, title = HEADING_LEVELS[m.group(1)], _clean_title(text[m.end() : end - 1])
+    elif (m := _MD_HEADING.match(text)) is not None:
+        level, title = len(m.group(1)), _clean_title(text[m.end() :].strip().rstrip("#"))
+    else:
+        return None
+    return (level, title) if any(c.isalpha() for c in title) else None
 
 
 @dataclass(frozen=True)
