@@ -182,7 +182,7 @@ def stream_streamrag(
             new, stale = chunker.add(page, text or None)
         for c in stale:
             live.pop(c.chunk_id, None)
-        texts = [_node(c).get_content(MetadataMode.EMBED) for c in new]
+        texts = [_item(doc.name, c, chunker.section_context).embed_text for c in new]
         embedded_tokens += sum(count(texts)) if texts else 0
         if step == 1 and page is not None:
             t0 = time.perf_counter()
@@ -191,14 +191,14 @@ def stream_streamrag(
         embed(texts)
         for c in new:
             live[c.chunk_id] = c
-        items = [_item(doc.name, c) for c in live.values()]
+        items = [_item(doc.name, c, chunker.section_context) for c in live.values()]
         vecs = embed([it.embed_text for it in items])
         for i, q in enumerate(questions):
             if first_seen[i] is None:
                 r = ranks(qv[i], items, vecs, doc.name, set(q["pages"]))
                 if r is not None and r <= K:
                     first_seen[i] = step
-    final = [_item(doc.name, c) for c in chunker.all_chunks()]
+    final = [_item(doc.name, c, chunker.section_context) for c in chunker.all_chunks()]
     assert {c.chunk_id for c in chunker.all_chunks()} == set(live), "index and chunker disagree"
     pos = {p: k for k, p in enumerate(doc.arrival, 1)}
     delays = []
@@ -208,8 +208,8 @@ def stream_streamrag(
     return final, {"delays": delays, "tokens": embedded_tokens, "first_page_s": first_page_seconds}
 
 
-def _item(doc: str, c: Chunk) -> Item:
-    return Item(doc, frozenset(c.pages), _node(c).get_content(MetadataMode.EMBED), c.chunk_id)
+def _item(doc: str, c: Chunk, section_context: bool = True) -> Item:
+    return Item(doc, frozenset(c.pages), _node(c, section_context).get_content(MetadataMode.EMBED), c.chunk_id)
 
 
 # -- LlamaIndex default recipe --------------------------------------------------------------------
@@ -284,7 +284,7 @@ def main() -> None:
         "hold": {"strategy": "hold"},
         "overlap32": {"overlap_tokens": 32},
         "overlap64": {"overlap_tokens": 64},
-        "no-sections": {"sections": False},
+        "no-sections": {"section_context": False},
         "size128": {"max_tokens": 128},
         "tables-apart": {"tables_apart": True},
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from llama_index.core.schema import MetadataMode
+
 from conftest import coverage_counts, mmd_pages
 from streamrag import LiveIndex, PageEvent, RecordedStream
 from streamrag._index import _node
@@ -122,3 +124,35 @@ def test_a_document_inserted_directly_is_split_to_the_models_window(index: LiveI
     sizes = index._count(got["documents"])
     assert len(sizes) > 1 and max(sizes) <= index.chunk_tokens
     assert sum(sizes) >= 0.95 * index._count([text])[0]  # the whole text, split rather than cut off
+
+
+def test_section_context_off_embeds_the_text_alone_and_keeps_the_path(
+    tmp_path: Path, embedder: object, captures: list[Path]
+) -> None:
+    import numpy as np
+
+    capture = capture_named(captures, "exam-2017-solutions2")
+    on = LiveIndex(tmp_path / "on", embed_model=embedder)  # type: ignore[arg-type]
+    off = LiveIndex(tmp_path / "off", embed_model=embedder, section_context=False)  # type: ignore[arg-type]
+    for index in (on, off):
+        for event in events(capture):
+            index.add_page(event)
+    chunk = next(c for c in off.chunks("doc") if c.section == "Final Exam > Game Playing" and c.page == 8)
+    assert chunk.section not in chunk.text  # the path is not in the text: only context can carry it
+
+    def stored(index: LiveIndex, chunk_id: str) -> np.ndarray:
+        got = index._collection.get(ids=[chunk_id], include=["embeddings", "metadatas"])
+        assert got["metadatas"][0]["section"] == "Final Exam > Game Playing"  # metadata either way
+        return np.asarray(got["embeddings"][0])
+
+    def embedded(text: str) -> np.ndarray:
+        return np.asarray(embedder.get_text_embedding(text))  # type: ignore[attr-defined]
+
+    with_path = embedded(_node(chunk).get_content(MetadataMode.EMBED))
+    assert _node(chunk).get_content(MetadataMode.EMBED).startswith("section: Final Exam > Game Playing")
+    assert np.allclose(stored(off, chunk.chunk_id), embedded(chunk.text), atol=1e-5)
+    assert not np.allclose(stored(off, chunk.chunk_id), with_path, atol=1e-3)
+    on_chunk = next(c for c in on.chunks("doc") if c.page == 8 and c.section == chunk.section)
+    assert np.allclose(
+        stored(on, on_chunk.chunk_id), embedded(_node(on_chunk).get_content(MetadataMode.EMBED)), atol=1e-5
+    )

@@ -106,7 +106,8 @@ class StreamChunker:
 
     ``max_tokens`` is the embedder's budget per input (section context included); ``overlap_tokens``
     repeats up to that many tokens of whole sentences from the previous chunk of the same page;
-    ``strategy`` is ``"replace"`` or ``"hold"``; ``sections=False`` leaves the section path out;
+    ``strategy`` is ``"replace"`` or ``"hold"``; ``section_context=False`` keeps the section path as
+    metadata only, for an embedder that does not read it (no room is kept for it in ``max_tokens``);
     ``tables_apart=True`` gives each table a chunk of its own (measured as a wash, so off by default).
     """
 
@@ -115,7 +116,7 @@ class StreamChunker:
     max_tokens: int
     overlap_tokens: int = 0
     strategy: str = "replace"
-    sections: bool = True
+    section_context: bool = True
     tables_apart: bool = False
     pages: dict[int, str] = field(default_factory=dict)
     chunks: dict[int, list[Chunk]] = field(default_factory=dict)
@@ -249,11 +250,11 @@ class StreamChunker:
         return units
 
     def _section(self, path: tuple[str, ...]) -> str:
-        return " > ".join(path[-_MAX_LEVELS:]) if self.sections else ""
+        return " > ".join(path[-_MAX_LEVELS:])
 
     def _budget(self, section: str) -> int:
         if section not in self._ctx_tokens:
-            ctx = section_context(section)
+            ctx = section_context(section) if self.section_context else ""
             self._ctx_tokens[section] = self.count_tokens([ctx])[0] if ctx else 0
         room = self.max_tokens - self._ctx_tokens[section]
         return max(room - self.overlap_tokens, room // 2, 1)

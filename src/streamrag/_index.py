@@ -83,7 +83,7 @@ class _Doc:
         )
 
 
-def _node(chunk: Chunk) -> TextNode:
+def _node(chunk: Chunk, section_context: bool = True) -> TextNode:
     meta: dict[str, Any] = {
         "page": chunk.page,
         "pages": ",".join(map(str, chunk.pages)),
@@ -98,7 +98,7 @@ def _node(chunk: Chunk) -> TextNode:
         id_=chunk.chunk_id,
         text=chunk.text,
         metadata=meta,
-        excluded_embed_metadata_keys=_META_KEYS,
+        excluded_embed_metadata_keys=_META_KEYS if section_context else [*_META_KEYS, SECTION_KEY],
         excluded_llm_metadata_keys=_META_KEYS,
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=chunk.doc_id)},
     )
@@ -134,7 +134,10 @@ class LiveIndex:
     store must support);
     ``max_page_chars`` caps one page's text (a longer one is recorded as error ``page_too_large``);
     ``embed_model`` a LlamaIndex embedding or a sentence-transformers model name/path (default: the
-    packaged all-MiniLM-L6-v2); ``chunk_tokens`` the chunk budget (default: the model's window).
+    packaged all-MiniLM-L6-v2); ``chunk_tokens`` the chunk budget (default: the model's window);
+    ``section_context=False`` keeps each chunk's section path out of what is embedded (it stays in
+    the metadata and citations): on PDFs whose headings come from the local converter the path costs
+    2–3 MRR points (``benchmarks/README.md``); on Mathpix's headings it is neutral.
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class LiveIndex:
         max_page_chars: int = 1_000_000,
         vector_store: BasePydanticVectorStore | None = None,
         shared: bool | None = None,
+        section_context: bool = True,
     ) -> None:
         self.embed_model = embed_model if isinstance(embed_model, BaseEmbedding) else load_embedder(embed_model)
         client = chroma_client if chroma_client is not None else open_chroma(store)
@@ -162,6 +166,7 @@ class LiveIndex:
         )
         self._count = token_counter(self.embed_model)
         self.chunk_tokens = chunk_tokens or window(self.embed_model) - 2  # [CLS] and [SEP]
+        self.section_context = section_context
         self.index = self.vector_index(self.vector_store)
         self._ledger = PageLedger(client, f"{collection}-pages")
         self.max_page_chars = max_page_chars  # a longer page is bad input: recorded as a page error
@@ -177,7 +182,7 @@ class LiveIndex:
         with self._state_lock:
             if doc_id in self._docs:
                 return self._docs[doc_id]
-        doc = _Doc(StreamChunker(doc_id, self._count, self.chunk_tokens))
+        doc = _Doc(StreamChunker(doc_id, self._count, self.chunk_tokens, section_context=self.section_context))
         for event in self._ledger.load(doc_id):
             doc.chunker.add(event.page_idx, event.text)
             doc.pages[event.page_idx] = event
@@ -222,7 +227,7 @@ class LiveIndex:
                 pending[(event.doc_id, event.page_idx)] = event
                 landed.append((doc, event))
                 updates.append(PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale]))
-            nodes = [_node(c) for c in to_add.values()]
+            nodes = [_node(c, self.section_context) for c in to_add.values()]
             if nodes:  # embedding is slow: done before the lock that queries wait on
                 # by length in word pieces: the model pads each batch to its longest input, so batches
                 # of like lengths waste no work on padding (chunks range from a line to the window)
