@@ -15,7 +15,7 @@ Corpus pages come from streamrag's local converter (``streamrag._convert.PdfPage
 Variants, each embedded with the packaged all-MiniLM-L6-v2 and searched by cosine similarity:
 
 - ``streamrag`` and its ablations: ``StreamChunker`` fed page by page in arrival order, chunks turned
-  into LlamaIndex nodes by ``streamrag._index._node`` and embedded as ``node.get_content(EMBED)``
+  into LlamaIndex nodes by ``streamrag._nodes.node_of`` and embedded as ``node.get_content(EMBED)``
   (exactly what ``LiveIndex`` writes), replaced chunks removed as they are replaced;
 - ``li-per-page``: ``SentenceSplitter()`` defaults (1024 tokens, 200 overlap) over one ``Document``
   per page (``file_name``, ``page_label`` metadata, as LlamaIndex's PDF reader sets them);
@@ -59,7 +59,7 @@ from sample_passages import load_pages
 
 from streamrag._chunker import Chunk, StreamChunker
 from streamrag._embedding import load_embedder, token_counter, window
-from streamrag._index import _node
+from streamrag._nodes import node_of
 from streamrag._stream import read_recording
 
 HERE = Path(__file__).resolve().parent
@@ -209,7 +209,7 @@ def stream_streamrag(
 
 
 def _item(doc: str, c: Chunk, section_context: bool = True) -> Item:
-    return Item(doc, frozenset(c.pages), _node(c, section_context).get_content(MetadataMode.EMBED), c.chunk_id)
+    return Item(doc, frozenset(c.pages), node_of(c, section_context).get_content(MetadataMode.EMBED), c.chunk_id)
 
 
 # -- LlamaIndex default recipe --------------------------------------------------------------------

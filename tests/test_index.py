@@ -9,7 +9,7 @@ from llama_index.core.schema import MetadataMode
 
 from conftest import coverage_counts, mmd_pages
 from streamrag import LiveIndex, PageEvent, RecordedStream
-from streamrag._index import _node
+from streamrag._nodes import node_of
 from streamrag._stream import read_recording
 
 
@@ -73,7 +73,7 @@ def test_a_new_process_resumes_from_the_store(tmp_path: Path, embedder: object, 
     written_ids = {c.chunk_id for c in first.chunks("doc")}
     orphans = [c for c in chunker.chunks[7] if c.chunk_id not in written_ids]
     assert orphans
-    first.index.insert_nodes([_node(c) for c in orphans])
+    first.index.insert_nodes([node_of(c) for c in orphans])
 
     second = LiveIndex(tmp_path / "store", embed_model=embedder)  # type: ignore[arg-type]
     coverage = second.coverage("doc")
@@ -84,6 +84,31 @@ def test_a_new_process_resumes_from_the_store(tmp_path: Path, embedder: object, 
         second.add_page(event)
     assert second.coverage("doc").complete
     assert set(coverage_counts(mmd_pages(capture), second.chunks("doc")).values()) == {1}
+
+
+def test_a_store_chunked_differently_is_rewritten_on_resume(
+    tmp_path: Path, embedder: object, captures: list[Path]
+) -> None:
+    # pages recorded by a run that chunked them otherwise (another version, another budget): on resume
+    # the old chunks go and the ones the pages make now are written, not lost
+    capture = capture_named(captures, "final-old")
+    small = LiveIndex(tmp_path / "store", embed_model=embedder, chunk_tokens=80)  # type: ignore[arg-type]
+    for event in events(capture):
+        small.add_page(event)
+    old_ids = {c.chunk_id for c in small.chunks("doc")}
+    fresh = LiveIndex(tmp_path / "fresh", embed_model=embedder)  # type: ignore[arg-type]
+    for event in events(capture):
+        fresh.add_page(event)
+    want = sorted((c.chunk_id, c.text) for c in fresh.chunks("doc"))
+    want_ids = {i for i, _ in want}
+    assert len(want_ids - old_ids) > 5 and len(old_ids - want_ids) > 5  # to write, and to drop
+
+    resumed = LiveIndex(tmp_path / "store", embed_model=embedder)  # type: ignore[arg-type]
+    assert resumed.coverage("doc").complete
+    assert sorted((c.chunk_id, c.text) for c in resumed.chunks("doc")) == want
+    assert all(resumed.add_page(e).duplicate for e in events(capture))
+    citations, _ = resumed.retrieve("information retrieval", "doc", 3)
+    assert citations and {c.chunk_id for c in citations} <= want_ids
 
 
 def test_retrieval_sees_pages_written_after_the_retriever_was_made(index: LiveIndex, captures: list[Path]) -> None:
@@ -148,11 +173,11 @@ def test_section_context_off_embeds_the_text_alone_and_keeps_the_path(
     def embedded(text: str) -> np.ndarray:
         return np.asarray(embedder.get_text_embedding(text))  # type: ignore[attr-defined]
 
-    with_path = embedded(_node(chunk).get_content(MetadataMode.EMBED))
-    assert _node(chunk).get_content(MetadataMode.EMBED).startswith("section: Final Exam > Game Playing")
+    with_path = embedded(node_of(chunk).get_content(MetadataMode.EMBED))
+    assert node_of(chunk).get_content(MetadataMode.EMBED).startswith("section: Final Exam > Game Playing")
     assert np.allclose(stored(off, chunk.chunk_id), embedded(chunk.text), atol=1e-5)
     assert not np.allclose(stored(off, chunk.chunk_id), with_path, atol=1e-3)
     on_chunk = next(c for c in on.chunks("doc") if c.page == 8 and c.section == chunk.section)
     assert np.allclose(
-        stored(on, on_chunk.chunk_id), embedded(_node(on_chunk).get_content(MetadataMode.EMBED)), atol=1e-5
+        stored(on, on_chunk.chunk_id), embedded(node_of(on_chunk).get_content(MetadataMode.EMBED)), atol=1e-5
     )

@@ -22,10 +22,8 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import (
     MetadataMode,
-    NodeRelationship,
     NodeWithScore,
     QueryBundle,
-    RelatedNodeInfo,
     TextNode,
 )
 from llama_index.core.vector_stores.types import (
@@ -36,21 +34,15 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from ._chunker import SECTION_KEY, Chunk, StreamChunker
+from ._chunker import Chunk, StreamChunker
 from ._embedding import load_embedder, token_counter, window, window_splitter
 from ._models import Citation, Coverage, PageEvent
+from ._nodes import DOC_KEY, chunk_of, node_of
 from ._store import DEFAULT_COLLECTION, PageLedger, SearchLock, StoreSpec, chunk_collection, is_server, open_chroma
 
 __all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
 
 log = logging.getLogger("streamrag.index")
-
-# bookkeeping keys, hidden from the embedder and the LLM; the section path (``SECTION_KEY``) is shown to
-# both: the embedder reads ``section: Final Exam > Game Playing`` before the chunk's text
-_META_KEYS = ["page", "pages", "pieces", "prefix_len", "suffix_len", "overlap"]
-# LlamaIndex writes a node's source document id into the store as ``document_id`` (and ``doc_id``,
-# ``ref_doc_id``); streamrag filters and deletes by it.
-_DOC_KEY = "document_id"
 
 
 @dataclass(frozen=True)
@@ -83,45 +75,6 @@ class _Doc:
         )
 
 
-def _node(chunk: Chunk, section_context: bool = True) -> TextNode:
-    meta: dict[str, Any] = {
-        "page": chunk.page,
-        "pages": ",".join(map(str, chunk.pages)),
-        "pieces": ";".join(f"{p}:{a}:{b}" for p, a, b in chunk.pieces),
-        "prefix_len": len(chunk.prefix),
-        "suffix_len": len(chunk.suffix),
-        "overlap": chunk.overlap,
-    }
-    if chunk.section:  # flat string metadata (Chroma); absent rather than empty, so the embed text has no stub
-        meta[SECTION_KEY] = chunk.section
-    return TextNode(
-        id_=chunk.chunk_id,
-        text=chunk.text,
-        metadata=meta,
-        excluded_embed_metadata_keys=_META_KEYS if section_context else [*_META_KEYS, SECTION_KEY],
-        excluded_llm_metadata_keys=_META_KEYS,
-        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=chunk.doc_id)},
-    )
-
-
-def chunk_of(node: Any, doc_id: str | None = None) -> Chunk:
-    """The :class:`Chunk` a stored node holds (page spans rebuilt from its metadata)."""
-    meta = node.metadata
-    doc_id = doc_id or node.ref_doc_id or str(meta.get(_DOC_KEY, ""))
-    pieces = tuple(tuple(int(x) for x in part.split(":")) for part in str(meta["pieces"]).split(";"))
-    text = node.get_content()
-    suffix_len = int(meta.get("suffix_len", 0))
-    return Chunk(
-        doc_id,
-        text,
-        pieces,  # type: ignore[arg-type]
-        prefix=text[: int(meta.get("prefix_len", 0))],
-        section=str(meta.get(SECTION_KEY) or ""),
-        suffix=text[len(text) - suffix_len :] if suffix_len else "",
-        overlap=int(meta.get("overlap", 0)),
-    )
-
-
 class LiveIndex:
     """A Chroma-backed index that grows page by page while it is being queried.
 
@@ -137,7 +90,8 @@ class LiveIndex:
     packaged all-MiniLM-L6-v2); ``chunk_tokens`` the chunk budget (default: the model's window);
     ``section_context=False`` keeps each chunk's section path out of what is embedded (it stays in
     the metadata and citations): on PDFs whose headings come from the local converter the path costs
-    2–3 MRR points (``benchmarks/README.md``); on Mathpix's headings it is neutral.
+    2–3 MRR points (``benchmarks/README.md``); on Mathpix's headings it is neutral. Keep one setting
+    per store: chunks already written keep the vectors they were written with.
     """
 
     def __init__(
@@ -182,20 +136,47 @@ class LiveIndex:
         with self._state_lock:
             if doc_id in self._docs:
                 return self._docs[doc_id]
-        doc = _Doc(StreamChunker(doc_id, self._count, self.chunk_tokens, section_context=self.section_context))
-        for event in self._ledger.load(doc_id):
-            doc.chunker.add(event.page_idx, event.text)
-            doc.pages[event.page_idx] = event
-            doc.total = event.pdf_selected_len or doc.total
-        if doc.pages:  # drop chunks written for pages whose record never landed (a crash between)
-            known = {c.chunk_id for c in doc.chunker.all_chunks()}
-            stored = self._collection.get(where={_DOC_KEY: doc_id}, include=[])["ids"]
-            orphans = [i for i in stored if i not in known]
-            if orphans:
-                with self._search_lock.writing():
-                    self._collection.delete(ids=orphans)
-        with self._state_lock:
-            return self._docs.setdefault(doc_id, doc)
+        with self._write_lock:  # one loader, and no write to the store while it reconciles
+            with self._state_lock:
+                if doc_id in self._docs:
+                    return self._docs[doc_id]
+            doc = _Doc(StreamChunker(doc_id, self._count, self.chunk_tokens, section_context=self.section_context))
+            for event in self._ledger.load(doc_id):
+                doc.chunker.add(event.page_idx, event.text)
+                doc.pages[event.page_idx] = event
+                doc.total = event.pdf_selected_len or doc.total
+            if doc.pages and self.custom_store is None:
+                self._reconcile(doc_id, doc.chunker.all_chunks())
+            with self._state_lock:
+                return self._docs.setdefault(doc_id, doc)
+
+    def _reconcile(self, doc_id: str, wanted: list[Chunk]) -> None:
+        """Make the store hold exactly the chunks the recorded pages make: drop chunks written for a
+        page whose record never landed (a crash between the two), and write the ones it lacks (pages
+        recorded by a version or settings that chunked them differently; a crash after a chunk was
+        replaced but before the replacing page's record landed)."""
+        stored = set(self._collection.get(where={DOC_KEY: doc_id}, include=[])["ids"])
+        orphans = stored - {c.chunk_id for c in wanted}
+        missing = self._embedded([node_of(c, self.section_context) for c in wanted if c.chunk_id not in stored])
+        if orphans or missing:
+            log.info("document %s: %d chunks written, %d orphans removed", doc_id, len(missing), len(orphans))
+            with self._search_lock.writing():
+                if missing:
+                    self.index.insert_nodes(missing)
+                if orphans:
+                    self._collection.delete(ids=sorted(orphans))
+
+    def _embedded(self, nodes: list[TextNode]) -> list[TextNode]:
+        """``nodes`` with their embeddings set, embedded shortest first: the model pads each batch
+        to its longest input, so batches of like lengths waste no work on padding (chunks range from
+        a line to the window)."""
+        if nodes:
+            texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+            order = sorted(range(len(texts)), key=self._count(texts).__getitem__)
+            vectors = self.embed_model.get_text_embedding_batch([texts[i] for i in order])
+            for i, vector in zip(order, vectors, strict=True):
+                nodes[i].embedding = vector
+        return nodes
 
     def add_page(self, event: PageEvent) -> PageUpdate:
         """Chunk, embed and write one page; a page already indexed with the same text is a no-op."""
@@ -227,15 +208,8 @@ class LiveIndex:
                 pending[(event.doc_id, event.page_idx)] = event
                 landed.append((doc, event))
                 updates.append(PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale]))
-            nodes = [_node(c, self.section_context) for c in to_add.values()]
-            if nodes:  # embedding is slow: done before the lock that queries wait on
-                # by length in word pieces: the model pads each batch to its longest input, so batches
-                # of like lengths waste no work on padding (chunks range from a line to the window)
-                texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-                order = sorted(range(len(texts)), key=self._count(texts).__getitem__)
-                vectors = self.embed_model.get_text_embedding_batch([texts[i] for i in order])
-                for i, vector in zip(order, vectors, strict=True):
-                    nodes[i].embedding = vector
+            # embedding is slow: done before the lock that queries wait on
+            nodes = self._embedded([node_of(c, self.section_context) for c in to_add.values()])
             # a query reads coverage under this lock after its search, so whatever it found is covered
             with self._state_lock, self._search_lock.writing():
                 if nodes:
@@ -271,7 +245,7 @@ class LiveIndex:
             if self.custom_store is not None:
                 self.custom_store.delete(doc_id)
             with self._search_lock.writing():
-                self._collection.delete(where={_DOC_KEY: doc_id})
+                self._collection.delete(where={DOC_KEY: doc_id})
             self._ledger.delete(doc_id)
             with self._state_lock:
                 self._docs.pop(doc_id, None)
@@ -324,7 +298,7 @@ class LiveIndex:
 
     def chunks(self, doc_id: str) -> list[Chunk]:
         """Every chunk of a document as stored in Chroma, in document order."""
-        got = self._collection.get(where={_DOC_KEY: doc_id}, include=["documents", "metadatas"])
+        got = self._collection.get(where={DOC_KEY: doc_id}, include=["documents", "metadatas"])
         chunks = [
             chunk_of(TextNode(id_=i, text=t, metadata=m), doc_id)
             for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -345,10 +319,10 @@ class LiveIndex:
         """
         filters = None
         if isinstance(doc_id, str):
-            filters = MetadataFilters(filters=[MetadataFilter(key=_DOC_KEY, value=doc_id)])
+            filters = MetadataFilters(filters=[MetadataFilter(key=DOC_KEY, value=doc_id)])
         elif doc_id is not None:
             ids = list(doc_id)
-            filters = MetadataFilters(filters=[MetadataFilter(key=_DOC_KEY, value=ids, operator=FilterOperator.IN)])
+            filters = MetadataFilters(filters=[MetadataFilter(key=DOC_KEY, value=ids, operator=FilterOperator.IN)])
         retriever = self.index.as_retriever(similarity_top_k=top_k, filters=filters)
         hits: list[NodeWithScore] = self._search(retriever, question)
         # a chunk deleted (replaced) while the search ran comes back without its metadata: skip it
