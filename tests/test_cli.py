@@ -71,3 +71,18 @@ def test_ask_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     assert "pdf_invalid" in run.stderr and "Traceback" not in run.stderr
     missing = streamrag("ask", str(tmp_path / "nope.pdf"), "-q", "x")
     assert missing.returncode != 0 and "no such file" in missing.stderr
+
+
+def test_ingest_without_section_context_embeds_the_text_alone(captures: list[Path], tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from streamrag import LiveIndex
+
+    capture = next(c for c in captures if c.name == "exam-2017-solutions2")
+    run = streamrag("ingest", str(capture / "stream.json"), "--store", str(tmp_path / "store"), "--no-section-context")
+    assert run.returncode == 0, run.stderr
+    index = LiveIndex(tmp_path / "store", embed_model=embedder, section_context=False)
+    doc_id = index.documents()[0]
+    chunk = next(c for c in index.chunks(doc_id) if c.section == "Final Exam > Game Playing")  # kept as metadata
+    got = index._collection.get(ids=[chunk.chunk_id], include=["embeddings"])["embeddings"][0]
+    assert np.allclose(got, embedder.get_text_embedding(chunk.text), atol=1e-5)

@@ -156,7 +156,9 @@ async def _ask_async(args: argparse.Namespace) -> int:
         from ._index import LiveIndex
         from ._live import aask
 
-        index = await asyncio.to_thread(LiveIndex, spec, embed_model=embedder, chroma_client=client)
+        index = await asyncio.to_thread(
+            LiveIndex, spec, embed_model=embedder, chroma_client=client, section_context=args.section_context
+        )
         try:
             await _print_items(aask(source, questions, index, top_k=args.top_k, started=STARTED), args, bar)
         finally:
@@ -242,7 +244,7 @@ async def _ingest_async(args: argparse.Namespace) -> int:
 
     spec = _store_spec(args)
     jobs = jobs_of(_sources_of(args.sources))
-    index = await asyncio.to_thread(LiveIndex, spec, embed_model=args.model)
+    index = await asyncio.to_thread(LiveIndex, spec, embed_model=args.model, section_context=args.section_context)
     # leases only matter when several processes share a server; a directory has one process at a time
     leases = await asyncio.to_thread(lease_table, open_chroma(spec), ttl=args.lease_ttl) if spec.is_server else None
     worker = Worker(
@@ -347,6 +349,13 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store-database", help="Chroma server database (default: the server's default)")
     parser.add_argument("--pace", type=float, default=0.0, help="embedded server: seconds per page, at least")
     parser.add_argument("--model", help="sentence-transformers model name or path (default: all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--no-section-context",
+        dest="section_context",
+        action="store_false",
+        help="embed each chunk's text without its section path (kept as metadata); measured better on PDFs "
+        "whose headings come from the local converter. Use one setting per store",
+    )
     parser.add_argument("--password", help="password of an encrypted PDF")
     parser.add_argument("--page-ranges", help='pages to read, Mathpix syntax, e.g. "2,4-6"')
 
