@@ -75,8 +75,9 @@ class MMDNodeParser(NodeParser):
     Each node carries ``page_label``/``page_number`` (its first page), ``pages`` (``"3,4"``),
     ``pieces`` (``page:start:end`` spans) and ``header_path`` (the ``\\section{}``/``#`` headings in
     effect where it starts, e.g. ``"/Results/Setup/"``; carried across the pages given in one
-    call). With ``embed_metadata=False`` (default) no metadata is embedded: the chunk budget is the
-    whole window of the model.
+    call). With ``embed_metadata=False`` (default) no metadata is embedded. The chunks are the ones
+    ``LiveIndex`` makes of the same pages (same ids), so each leaves room in the window for the
+    section path that ``LiveIndex`` embeds with it.
     """
 
     chunk_tokens: int = Field(default=254, gt=0, description="word pieces per chunk (the model's window − 2)")
