@@ -26,6 +26,7 @@ never blocks the others. Chunk ids are deterministic (document, spans, section, 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import re
@@ -125,6 +126,11 @@ class StreamChunker:
     _heads: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
     _start: dict[int, Path] = field(default_factory=dict)
     _ctx_tokens: dict[str, int] = field(default_factory=dict)
+    # word pieces of the texts counted while chunking each page last time: a page is chunked again
+    # when a neighbour arrives, mostly into the same units (kept only for the pages chunked last)
+    _memo: dict[int, dict[str, int]] = field(default_factory=dict)
+    _known: dict[str, int] = field(default_factory=dict)
+    _fresh: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("replace", "hold"):
@@ -142,7 +148,7 @@ class StreamChunker:
         while self._continues(first):  # the chain owning page_idx's paragraph starts earlier
             first -= 1
         todo = {p for p in range(first, page_idx + 2) if p in self.pages}
-        todo |= self._update_paths()
+        todo |= self._update_paths(page_idx)
         return self._rechunk(sorted(todo))
 
     def finish(self) -> tuple[list[Chunk], list[Chunk]]:
@@ -158,20 +164,31 @@ class StreamChunker:
     def _rechunk(self, pages: list[int]) -> tuple[list[Chunk], list[Chunk]]:
         new: list[Chunk] = []
         stale: list[Chunk] = []
+        memo, self._memo = self._memo, {}
         for p in pages:
             before = {c.chunk_id: c for c in self.chunks.get(p, [])}
+            self._known, self._fresh = memo.get(p, {}), {}
             after = self._chunk_page(p)
+            if not self.finished:
+                self._memo[p] = self._fresh
             self.chunks[p] = after
             after_ids = {c.chunk_id for c in after}
             new += [c for c in after if c.chunk_id not in before]
             stale += [c for cid, c in before.items() if cid not in after_ids]
         return new, stale
 
-    def _update_paths(self) -> set[int]:
-        """Recompute each present page's starting section path; pages whose path changed."""
+    def _update_paths(self, since: int) -> set[int]:
+        """Recompute the starting section path of page ``since`` and the pages after it (those before
+        keep theirs); pages whose path changed."""
+        order = sorted(self.pages)
+        k = bisect.bisect_left(order, since)
         changed = set()
         path: Path = ()
-        for p in sorted(self.pages):
+        if k:
+            path = self._start[order[k - 1]]
+            for h in self._heads[order[k - 1]]:
+                path = _push(path, h)
+        for p in order[k:]:
             if self._start.get(p) != path:
                 changed.add(p)
                 self._start[p] = path
@@ -249,6 +266,17 @@ class StreamChunker:
             units = units[: k + 1]
         return units
 
+    def _tokens(self, texts: list[str]) -> list[int]:
+        """``count_tokens``, counting only texts not counted when this page was chunked last."""
+        known, fresh = self._known, self._fresh
+        missing = [t for t in dict.fromkeys(texts) if t not in fresh and t not in known]
+        if missing:
+            fresh.update(zip(missing, self.count_tokens(missing), strict=True))
+        for t in texts:
+            if t not in fresh:
+                fresh[t] = known[t]
+        return [fresh[t] for t in texts]
+
     def _section(self, path: tuple[str, ...]) -> str:
         return " > ".join(path[-_MAX_LEVELS:])
 
@@ -263,7 +291,7 @@ class StreamChunker:
         units = self._units(p)
         if not units:
             return []
-        for unit, n in zip(units, self.count_tokens([u.text for u in units]), strict=True):
+        for unit, n in zip(units, self._tokens([u.text for u in units]), strict=True):
             unit.tokens = n
         chunks: list[Chunk] = []
         group: list[_Unit] = []
@@ -360,11 +388,11 @@ class StreamChunker:
             cuts = [m.end() for m in _SENTENCE_END.finditer(text)]
         cuts = [c for c in cuts if 0 < c < len(text)]
         spans = _cut(text, cuts)
-        extra = self.count_tokens([prefix + suffix])[0] if prefix or suffix else 0
+        extra = self._tokens([prefix + suffix])[0] if prefix or suffix else 0
         budget = max(self._budget(section) - extra, 8)
         # pieces still too long: cut at spaces
         final: list[tuple[int, int]] = []
-        sizes = self.count_tokens([text[a:b] for a, b in spans])
+        sizes = self._tokens([text[a:b] for a, b in spans])
         for (a, b), n in zip(spans, sizes, strict=True):
             if n <= budget:
                 final.append((a, b))
@@ -374,7 +402,7 @@ class StreamChunker:
                 sub = [a + w for w in words[per - 1 :: per]] if words else []
                 final += _cut(text, [c for c in sub if a < c < b], a, b)
         # greedy re-pack of the pieces
-        sizes = self.count_tokens([text[a:b] for a, b in final])
+        sizes = self._tokens([text[a:b] for a, b in final])
         groups: list[tuple[int, int]] = []
         size = 0
         for (a, b), n in zip(final, sizes, strict=True):
