@@ -56,7 +56,8 @@ bench-full: venv
 
 # Every other benchmark (each prints its tables; figures and commands are in benchmarks/README.md):
 # retrieval quality (#4), faults (#5), scale-out (#7), the local converter against PDFReader and
-# pdfplumber (#8), embedding backends (torch vs. int8 ONNX, #6); the last two need the `bench` extra.
+# pdfplumber (#8), embedding backends (torch vs. OpenVINO int8 vs. int8 ONNX, #6) and CPU by stage (#6);
+# the converter and backend comparisons need the `bench` extra.
 # Over an hour on 2 cores.
 bench-all: bench apt
 	$(PIP) install --quiet -e '.[test,demo,bench]'
@@ -65,6 +66,8 @@ bench-all: bench apt
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/convert.py
 	$(PY) benchmarks/embed_backends.py
+	$(PY) benchmarks/cpu_share.py
+	$(PY) benchmarks/cpu_share.py --embed-backend torch
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache
