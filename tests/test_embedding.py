@@ -78,6 +78,25 @@ def test_processes_starting_together_quantize_once_and_share_the_cache(tmp_path:
     assert not [e for e in entries if e.name.startswith(".tmp-")]  # no half-written model left behind
 
 
+def test_an_unwritable_cache_makes_the_model_for_the_process_alone(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache would go")
+    env = {**os.environ, "STREAMRAG_CACHE": str(blocked), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", QUANTIZE_ONCE, str(tmp_path / "marks")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "cannot keep the int8 model in" in run.stderr and "STREAMRAG_CACHE" in run.stderr
+    assert (tmp_path / "marks").read_text().splitlines() == ["quantized"]
+    assert len(json.loads(run.stdout)) == 384  # the vector, and nothing else, on stdout
+    assert blocked.read_text() == "a file where the cache would go"
+
+
 def test_the_cache_key_follows_the_weights(fp32) -> None:  # type: ignore[no-untyped-def]
     import torch
 

@@ -13,6 +13,7 @@ in ``pydoc_data``), and cached as OpenVINO IR under :func:`cache_dir`; later loa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.metadata
@@ -69,14 +70,27 @@ def _key(hf_model: Any) -> str:
 def quantized_transformer(st_model: Any) -> Path:
     """The int8 OpenVINO IR of ``st_model``'s transformer, converted and quantized on first use."""
     hf_model = st_model[0].auto_model
-    target = cache_dir() / "openvino" / f"{type(hf_model).__name__}-{_key(hf_model)}"
+    name = f"{type(hf_model).__name__}-{_key(hf_model)}"
+    target = cache_dir() / "openvino" / name
     xml = target / "model.xml"
     if xml.is_file():
         return xml
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{target}.lock"):  # processes starting together quantize once
-        if not xml.is_file():
-            _quantize(st_model, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{target}.lock"):  # processes starting together quantize once
+            if not xml.is_file():
+                _quantize(st_model, target)
+    except OSError as exc:  # an unwritable cache (read-only home, a file in the way): this process only
+        scratch = Path(tempfile.mkdtemp(prefix="streamrag-model-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        log.warning(
+            "cannot keep the int8 model in %s (%s); making it for this process only. "
+            "Set STREAMRAG_CACHE to a writable directory to make it once.",
+            target.parent,
+            exc,
+        )
+        _quantize(st_model, scratch / name)
+        return scratch / name / "model.xml"
     return xml
 
 
@@ -109,6 +123,7 @@ def _convert_and_quantize(st_model: Any, target: Path) -> None:
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
         ov.save_model(quantized, scratch / "model.xml")
+        scratch.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         os.replace(scratch, target)  # atomic: a crash leaves no half-written model behind
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
