@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrag._embedding import load_embedder
+from streamrag import load_embedder
 
 QUANTIZE_ONCE = """
 import sys, nncf, numpy as np
@@ -23,7 +23,7 @@ def counted(*args, **kwargs):
         marks.write("quantized\\n")
     return real(*args, **kwargs)
 nncf.quantize = counted
-from streamrag._embedding import load_embedder
+from streamrag import load_embedder
 vector = load_embedder().get_text_embedding("The Causby case was about airplanes over a farm.")
 print(np.round(np.asarray(vector), 4).tolist())
 """

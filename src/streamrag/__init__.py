@@ -3,7 +3,8 @@
     page stream ──▶ pages ──▶ chunker ──▶ embedder ──▶ index writer ──▶ live index ◀── answers
 
 Sources (each iterable sync and async): :class:`MathpixPDF` (the Mathpix API or ``streamrag
-serve``), :class:`RecordedStream`, :class:`LocalPDF`. Index: :class:`LiveIndex` (Chroma).
+serve``), :class:`RecordedStream`, :class:`LocalPDF`. Index: :class:`LiveIndex` (Chroma), embedding
+with :func:`load_embedder` (int8 on OpenVINO by default, ``backend="torch"`` for fp32).
 Answers: :func:`ask` / :func:`aask`, or :class:`LiveQuestions` for finer control.
 """
 
@@ -35,6 +36,7 @@ _LAZY = {
     "LiveQuestions": "._live",
     "aask": "._live",
     "ask": "._live",
+    "load_embedder": "._embedding",
 }
 
 
@@ -45,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from ._embedding import load_embedder
     from ._index import LiveIndex, PageUpdate
     from ._live import LiveQuestions, aask, ask
 
@@ -75,4 +78,5 @@ __all__ = [
     "aask",
     "ask",
     "document_id",
+    "load_embedder",
 ]

