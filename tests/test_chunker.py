@@ -165,6 +165,18 @@ def test_section_path_reaches_later_pages_and_is_recomputed_when_an_earlier_page
     assert set(index) == {c.chunk_id for c in in_order.all_chunks()}  # replaced, nothing lost or doubled
 
 
+def test_a_page_sent_again_with_other_headings_moves_the_pages_after_it(count) -> None:  # type: ignore[no-untyped-def]
+    pages = {1: "\\section{Intro}\n\nOpening words.", 2: "\\section{Method}\n\nWe count.", 3: "More counting."}
+    chunker = StreamChunker("doc", count, 254)
+    for p in (1, 3, 2):
+        chunker.add(p, pages[p])
+    assert {c.section for c in chunker.chunks[3]} == {"Method"}
+    new, stale = chunker.add(2, "\\section{Results}\n\nWe counted.")  # a corrected page 2
+    assert {c.section for c in chunker.chunks[3]} == {"Results"}
+    assert {c.section for c in chunker.chunks[1]} == {"Intro"}
+    assert {c.page for c in stale} == {2, 3} and {c.page for c in new} == {2, 3}
+
+
 def test_a_question_naming_a_section_finds_chunks_under_it(captures: list[Path], index) -> None:  # type: ignore[no-untyped-def]
     from streamrag._models import PageEvent
 

@@ -45,6 +45,7 @@ def test_int8_vectors_follow_the_fp32_model_on_real_pages(captures: list[Path], 
     cosine = (int8 * ref).sum(1)
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     assert cosine.min() > 0.97 and cosine.mean() > 0.99, (cosine.min(), cosine.mean())
+    assert cosine.max() < 0.99999  # the int8 model computed these, not the fp32 one
     alone = np.asarray([embedder.get_text_embedding(t) for t in texts[-3:]])  # padding changes nothing
     assert np.allclose(alone, int8[-3:], atol=2e-3)
     # the same nearest page for each page's own opening words, under both
@@ -53,6 +54,21 @@ def test_int8_vectors_follow_the_fp32_model_on_real_pages(captures: list[Path], 
     q32 = np.asarray([fp32.get_query_embedding(q) for q in queries])
     agree = ((q8 @ int8[:-3].T).argmax(1) == (q32 @ ref[:-3].T).argmax(1)).mean()
     assert agree >= 0.95, agree
+
+
+def test_threads_embedding_at_once_get_the_vectors_they_would_get_alone(captures: list[Path], embedder) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamrag._openvino import _OpenVINOTransformer
+
+    assert isinstance(embedder._model[0].auto_model, _OpenVINOTransformer)
+    pages = [m.get("text") or "" for m in json.loads((captures[0] / "stream.json").read_text())]
+    batches = [[p[:600] for p in pages[k::4] if p.strip()] for k in range(4)]
+    alone = [np.asarray(embedder.get_text_embedding_batch(b)) for b in batches]
+    with ThreadPoolExecutor(4) as pool:  # one OpenVINO infer request per thread
+        together = list(pool.map(lambda b: np.asarray(embedder.get_text_embedding_batch(b)), batches * 3))
+    for k, got in enumerate(together):
+        assert np.allclose(got, alone[k % 4], atol=1e-5)
 
 
 def test_processes_starting_together_quantize_once_and_share_the_cache(tmp_path: Path) -> None:

@@ -128,9 +128,9 @@ class StreamChunker:
     _ctx_tokens: dict[str, int] = field(default_factory=dict)
     # word pieces of the texts counted while chunking each page last time: a page is chunked again
     # when a neighbour arrives, mostly into the same units (kept only for the pages chunked last)
-    _memo: dict[int, dict[str, int]] = field(default_factory=dict)
-    _known: dict[str, int] = field(default_factory=dict)
-    _fresh: dict[str, int] = field(default_factory=dict)
+    _memo: dict[int, dict[str, int]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _known: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _fresh: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("replace", "hold"):

@@ -12,7 +12,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ._embedding import Backend
 
 STARTED = time.monotonic()
 
@@ -108,7 +111,7 @@ def _stored_complete(client: Any, doc_id: str) -> bool:
     return total is not None and all(i in pages for i in range(1, total + 1))
 
 
-def _ready_embedder(model: str | None, backend: Any, questions: Sequence[str]) -> tuple[Any, list[Any]]:
+def _ready_embedder(model: str | None, backend: Backend, questions: Sequence[str]) -> tuple[Any, list[Any]]:
     """The embedder loaded, the index stack imported and the questions embedded (run in a thread at
     start-up; embedding the questions is also the warm-up that pays the first forward pass's costs)."""
     from llama_index.core.schema import QueryBundle

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import hashlib
 import importlib.metadata
+import inspect
 import io
 import logging
 import os
@@ -55,13 +56,13 @@ def _calibration_texts(n: int = 128, words: int = 150) -> list[str]:
 
 
 def _key(hf_model: Any) -> str:
-    """A digest of the weights, the config and the tools that convert them."""
+    """A digest of the weights, the config and the tools that trace, convert and quantize them."""
     digest = hashlib.blake2b(digest_size=12)
     for name, tensor in sorted(hf_model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype
     digest.update(hf_model.config.to_json_string().encode())
-    for tool in ("openvino", "nncf"):
+    for tool in ("openvino", "nncf", "torch", "transformers"):
         digest.update(importlib.metadata.version(tool).encode())
     digest.update(_RECIPE.encode())
     return digest.hexdigest()
@@ -75,11 +76,10 @@ def quantized_transformer(st_model: Any) -> Path:
     xml = target / "model.xml"
     if xml.is_file():
         return xml
+    lock = FileLock(f"{target}.lock")  # processes starting together quantize once
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{target}.lock"):  # processes starting together quantize once
-            if not xml.is_file():
-                _quantize(st_model, target)
+        lock.acquire()
     except OSError as exc:  # an unwritable cache (read-only home, a file in the way): this process only
         scratch = Path(tempfile.mkdtemp(prefix="streamrag-model-"))
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
@@ -91,13 +91,19 @@ def quantized_transformer(st_model: Any) -> Path:
         )
         _quantize(st_model, scratch / name)
         return scratch / name / "model.xml"
+    try:
+        if not xml.is_file():
+            _quantize(st_model, target)
+    finally:
+        lock.release()
     return xml
 
 
 def _quantize(st_model: Any, target: Path) -> None:
-    log.info("making the int8 model (once, ~20 s; cached in %s)", target.parent)
+    log.info("making the int8 model (once, ~20 s) in %s", target.parent)
     logging.getLogger("nncf").setLevel(logging.ERROR)
-    # quiet: NNCF draws progress bars on stdout (a command's --json output) and tracing warns
+    # quiet: NNCF draws progress bars on stdout (a command's --json output) and tracing warns; both
+    # are process-wide, so another thread's prints are swallowed too, for these ~20 s, once
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         _convert_and_quantize(st_model, target)
@@ -110,11 +116,13 @@ def _convert_and_quantize(st_model: Any, target: Path) -> None:
     nncf.set_log_level(logging.ERROR)
 
     module = st_model[0]
-    tokenize = getattr(module, "preprocess", None) or module.tokenize  # tokenize: sentence-transformers 5
+    tokenize = module.preprocess
+
+    accepted = inspect.signature(module.auto_model.forward).parameters
 
     def inputs(texts: list[str]) -> dict[str, Any]:
         features = tokenize(texts)
-        return {k: features[k] for k in _INPUTS if k in features}
+        return {k: features[k] for k in _INPUTS if k in features and k in accepted}
 
     with torch.inference_mode():
         model = ov.convert_model(st_model[0].auto_model.eval(), example_input=inputs(["a b c", "d"]))
@@ -138,9 +146,12 @@ class _OpenVINOTransformer(torch.nn.Module):
 
         super().__init__()
         core = ov.Core()
-        # CACHE_DIR: OpenVINO keeps the model compiled for this CPU there (a load takes 0.1 s, not 0.45)
-        settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "CACHE_DIR": str(xml.parent)}
-        self.compiled = core.compile_model(core.read_model(xml), "CPU", settings)
+        model = core.read_model(xml)
+        settings: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        try:  # OpenVINO keeps the model compiled for this CPU there: a load takes 0.1 s, not 0.45
+            self.compiled = core.compile_model(model, "CPU", {**settings, "CACHE_DIR": str(xml.parent / "compiled")})
+        except RuntimeError:  # a cache this user cannot write
+            self.compiled = core.compile_model(model, "CPU", settings)
         self.names = [port.get_any_name() for port in self.compiled.inputs]
         self.config = config
         self._local = threading.local()  # one infer request per thread: requests are not thread-safe
@@ -149,8 +160,9 @@ class _OpenVINOTransformer(torch.nn.Module):
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        ids = features["input_ids"]
-        feed = {n: (features[n] if n in features else torch.zeros_like(ids)).numpy() for n in self.names}
+        if "token_type_ids" in self.names and "token_type_ids" not in features:  # one segment: all zeros
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        feed = {n: features[n].numpy() for n in self.names}
         hidden = request.infer(feed)[self.compiled.output(0)]
         return {"last_hidden_state": torch.from_numpy(hidden.copy())}
 
@@ -160,4 +172,7 @@ def use_openvino(st_model: Any, *, threads: int | None = None) -> None:
     released). Everything else in the model is untouched."""
     module = st_model[0]
     xml = quantized_transformer(st_model)
-    module.model = _OpenVINOTransformer(xml, module.auto_model.config, threads or torch.get_num_threads())
+    twin = _OpenVINOTransformer(xml, module.auto_model.config, threads or torch.get_num_threads())
+    module.model = twin
+    if module.auto_model is not twin:  # sentence-transformers >= 6: auto_model is the module's model
+        raise RuntimeError("this sentence-transformers version does not let streamrag swap the transformer")
