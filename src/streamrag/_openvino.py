@@ -116,16 +116,14 @@ def _convert_and_quantize(st_model: Any, target: Path) -> None:
     nncf.set_log_level(logging.ERROR)
 
     module = st_model[0]
-    tokenize = module.preprocess
-
     accepted = inspect.signature(module.auto_model.forward).parameters
 
     def inputs(texts: list[str]) -> dict[str, Any]:
-        features = tokenize(texts)
+        features = module.preprocess(texts)
         return {k: features[k] for k in _INPUTS if k in features and k in accepted}
 
     with torch.inference_mode():
-        model = ov.convert_model(st_model[0].auto_model.eval(), example_input=inputs(["a b c", "d"]))
+        model = ov.convert_model(module.auto_model.eval(), example_input=inputs(["a b c", "d"]))
     dataset = nncf.Dataset(_calibration_texts(), lambda text: {k: v.numpy() for k, v in inputs([text]).items()})
     quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=128)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
