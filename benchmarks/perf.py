@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import functools
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -222,7 +223,7 @@ def print_row(row: dict[str, Any]) -> None:
     )
 
 
-def section_throughput(tmp: Path, ours: Any, theirs: Any, n: int) -> dict[str, Any]:
+def section_throughput(tmp: Path, ours: Any, theirs: Any, n: int, repeats: int = 1) -> dict[str, Any]:
     import chromadb
     from chromadb.config import Settings
     from llama_index.core import Document
@@ -238,16 +239,37 @@ def section_throughput(tmp: Path, ours: Any, theirs: Any, n: int) -> dict[str, A
     tokens = sum(token_counter(ours)(texts))
     COUNTER[:] = [token_counter(ours)]
     out: dict[str, Any] = {"pages": n, "tokens": tokens}
-
-    # streamrag: aask at full speed (read-ahead + batching), alone
-    index = streamrag.LiveIndex(tmp / "tp-s", embed_model=ours)
     source = streamrag.RecordedStream(stream)
-    MODEL_CPU[0], EMBEDDED[0] = 0.0, 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    asyncio.run(run_streamrag(source, [QUESTIONS[0]], index))
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    out["streamrag"] = {"wall": wall, "cpu_model_share": MODEL_CPU[0] / cpu, "cpu": cpu, "embedded": EMBEDDED[0]}
+
+    def timed(run: Callable[[], Any]) -> dict[str, Any]:
+        MODEL_CPU[0], EMBEDDED[0] = 0.0, 0
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        return {"wall": wall, "cpu_model_share": MODEL_CPU[0] / cpu, "cpu": cpu, "embedded": EMBEDDED[0]}
+
+    def ours_run(k: int) -> dict[str, Any]:  # aask at full speed (read-ahead + batching), alone
+        index = streamrag.LiveIndex(tmp / f"tp-s{k}", embed_model=ours)
+        return timed(lambda: asyncio.run(run_streamrag(source, [QUESTIONS[0]], index)))
+
+    def recipe_run(k: int) -> dict[str, Any]:  # the IngestionPipeline recipe on the same pages
+        client = chromadb.PersistentClient(path=str(tmp / f"tp-b{k}"), settings=Settings(anonymized_telemetry=False))
+        vs = ChromaVectorStore(chroma_collection=client.get_or_create_collection("pipe"))
+        pipeline = IngestionPipeline(transformations=[SentenceSplitter(), theirs], vector_store=vs)
+        docs = [Document(text=t, metadata={"page": i + 1}) for i, t in enumerate(texts)]
+        return timed(lambda: pipeline.run(documents=docs))
+
+    runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for k in range(repeats):  # alternating which way goes first, so drifts of the machine fall on both
+        if k % 2:
+            p = recipe_run(k)
+            runs.append((ours_run(k), p))
+        else:
+            runs.append((ours_run(k), recipe_run(k)))
+    ratios = sorted(p["wall"] / s["wall"] for s, p in runs)
+    out["streamrag"], out["pipeline"] = runs[0]
+    out["ratios"] = ratios
 
     # again into a fresh store, with one question re-answered every 20 ms alongside: query latency
     index = streamrag.LiveIndex(tmp / "tp-q", embed_model=ours)
@@ -275,34 +297,29 @@ def section_throughput(tmp: Path, ours: Any, theirs: Any, n: int) -> dict[str, A
         idle.append(time.perf_counter() - t)
         time.sleep(0.02)
     out["query"] = {"busy": busy, "idle": idle}
-
-    # the IngestionPipeline recipe on the same pages (one Document per page)
-    client = chromadb.PersistentClient(path=str(tmp / "tp-b"), settings=Settings(anonymized_telemetry=False))
-    vs = ChromaVectorStore(chroma_collection=client.get_or_create_collection("pipe"))
-    pipeline = IngestionPipeline(transformations=[SentenceSplitter(), theirs], vector_store=vs)
-    docs = [Document(text=t, metadata={"page": i + 1}) for i, t in enumerate(texts)]
-    MODEL_CPU[0], EMBEDDED[0] = 0.0, 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    pipeline.run(documents=docs)
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    out["pipeline"] = {"wall": wall, "cpu_model_share": MODEL_CPU[0] / cpu, "cpu": cpu, "embedded": EMBEDDED[0]}
     COUNTER.clear()
     out["load"] = load()
-    s, p = out["streamrag"], out["pipeline"]
-    print(
-        f"throughput {n} pages ({tokens} word pieces): streamrag {n / s['wall']:.1f} pages/s "
-        f"{tokens / s['wall']:.0f} wp/s, model read {s['embedded']} wp, CPU in model "
-        f"{100 * s['cpu_model_share']:.0f}% | pipeline {n / p['wall']:.1f} pages/s {tokens / p['wall']:.0f} wp/s, "
-        f"model read {p['embedded']} wp, CPU in model {100 * p['cpu_model_share']:.0f}% "
-        f"| ratio {p['wall'] / s['wall']:.2f}x | {out['load']}",
-        flush=True,
-    )
+    for k, (s, p) in enumerate(runs, 1):
+        print(
+            f"throughput {n} pages ({tokens} word pieces), run {k}/{repeats}: streamrag {n / s['wall']:.1f} pages/s "
+            f"{tokens / s['wall']:.0f} wp/s, model read {s['embedded']} wp, CPU in model "
+            f"{100 * s['cpu_model_share']:.0f}% | pipeline {n / p['wall']:.1f} pages/s {tokens / p['wall']:.0f} wp/s, "
+            f"model read {p['embedded']} wp, CPU in model {100 * p['cpu_model_share']:.0f}% "
+            f"| ratio {p['wall'] / s['wall']:.2f}x",
+            flush=True,
+        )
+    if repeats > 1:
+        print(
+            f"throughput ratio over {repeats} runs: median {statistics.median(ratios):.2f}x, "
+            f"min {ratios[0]:.2f}x, max {ratios[-1]:.2f}x | {out['load']}",
+            flush=True,
+        )
     q = out["query"]
     print(
         f"query (retrieve + answer, 1 question): under ingestion p50 {1000 * pct(q['busy'], 0.5):.1f} ms "
         f"p95 {1000 * pct(q['busy'], 0.95):.1f} ms (n={len(q['busy'])}) | idle p50 {1000 * pct(q['idle'], 0.5):.1f} "
-        f"ms p95 {1000 * pct(q['idle'], 0.95):.1f} ms | ratio p95 {pct(q['busy'], 0.95) / pct(q['idle'], 0.95):.1f}x",
+        f"ms p95 {1000 * pct(q['idle'], 0.95):.1f} ms | ratio p95 {pct(q['busy'], 0.95) / pct(q['idle'], 0.95):.1f}x "
+        f"| {out['load']}",
         flush=True,
     )
     return out
@@ -438,6 +455,7 @@ def main() -> None:
     parser.add_argument("--paces", default="0.3,0.7,1.5")
     parser.add_argument("--pages", type=int, default=30, help="pages of the replayed stream (default 30)")
     parser.add_argument("--throughput-pages", type=int, default=120)
+    parser.add_argument("--repeats", type=int, default=1, help="throughput: runs of each way, alternating")
     parser.add_argument("--batch-size", type=int, help="streamrag's embedding batch (default: load_embedder's)")
     parser.add_argument(
         "--embed-backend", default="openvino-int8", choices=("openvino-int8", "torch"), help="streamrag's embedder"
@@ -477,7 +495,7 @@ def main() -> None:
         if "book" in sections and BOOK.is_file():
             rows.append(section_book(tmp, ours, theirs))
         if "throughput" in sections:
-            section_throughput(tmp, ours, theirs, args.throughput_pages)
+            section_throughput(tmp, ours, theirs, args.throughput_pages, args.repeats)
         if "cold" in sections:
             section_cold(tmp, 2)
         if "rss" in sections:
