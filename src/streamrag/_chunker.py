@@ -372,14 +372,6 @@ class StreamChunker:
             out.append(Chunk(self.doc_id, spanned, pieces, section=chunk.section, overlap=overlap))
         return out
 
-    def _halves(self, text: str, a: int, b: int, budget: int) -> list[tuple[int, int]]:
-        """``[a, b)`` halved until each half fits ``budget``: for a run with no space to cut at (a long
-        URL or formula) that would otherwise leave a chunk longer than the window."""
-        if b - a <= 1 or self._tokens([text[a:b]])[0] <= budget:
-            return [(a, b)]
-        m = (a + b) // 2
-        return self._halves(text, a, m, budget) + self._halves(text, m, b, budget)
-
     def _split(self, unit: _Unit, section: str) -> list[Chunk]:
         """An oversized unit cut at row/line (atomic) or sentence boundaries, then at words; pieces
         of an environment repeat its opening and get its closing, so each is well-formed."""
@@ -397,10 +389,7 @@ class StreamChunker:
         cuts = [c for c in cuts if 0 < c < len(text)]
         spans = _cut(text, cuts)
         extra = self._tokens([prefix + suffix])[0] if prefix or suffix else 0
-        if extra and self._budget(section) - extra < 8:  # no room to repeat the frame: cut without it
-            prefix = suffix = ""
-            extra = 0
-        budget = max(self._budget(section) - extra, 1)
+        budget = max(self._budget(section) - extra, 8)
         # pieces still too long: cut at spaces
         final: list[tuple[int, int]] = []
         sizes = self._tokens([text[a:b] for a, b in spans])
@@ -412,7 +401,6 @@ class StreamChunker:
                 per = max(1, len(words) * budget // max(n, 1) - 1)
                 sub = [a + w for w in words[per - 1 :: per]] if words else []
                 final += _cut(text, [c for c in sub if a < c < b], a, b)
-        final = [half for a, b in final for half in self._halves(text, a, b, budget)]  # unbreakable runs
         # greedy re-pack of the pieces
         sizes = self._tokens([text[a:b] for a, b in final])
         groups: list[tuple[int, int]] = []
