@@ -52,12 +52,12 @@ def main() -> None:
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     import streamrag
-    from streamrag import _chunker, _live, _store
+    from streamrag import _chunker, _live, _nodes, _store
     from streamrag._embedding import load_embedder
 
     timed(HuggingFaceEmbedding, "_get_text_embeddings", "the model (passages)")
     timed(_chunker.StreamChunker, "add", "chunker")
-    timed(ChromaVectorStore, "add", "Chroma: write chunks")
+    timed(_nodes.ChunkStore, "add", "Chroma: write chunks")
     timed(ChromaVectorStore, "delete_nodes", "Chroma: delete replaced chunks")
     timed(_store.PageLedger, "record", "Chroma: page ledger")
     timed(_live.LiveQuestions, "update", "answers (retrieve + extract)")

@@ -15,10 +15,12 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from llama_index.core.schema import MetadataMode
 
 from streamrag._chunker import Chunk, StreamChunker, section_context
 from streamrag._embedding import token_counter
 from streamrag._mmd import split_blocks
+from streamrag._nodes import chunk_of, node_of
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +122,7 @@ def test_generated_mmd_is_chunked_exactly_once_and_never_cuts_an_environment(  #
     # each chunk is its spans, with declared repeated lines around them; it fits the window with its context
     for c in chunks:
         assert c.text == c.prefix + spanned(pages, c) + c.suffix
-        assert count([section_context(c.section) + c.text])[0] <= max_tokens
+        assert count([(section_context(c.section) if c.context else "") + c.text])[0] <= max_tokens
     # every non-space character exactly once, apart from each chunk's declared overlap
     seen: dict[tuple[int, int], int] = {}
     for c in chunks:
@@ -167,6 +169,32 @@ def test_an_oversized_table_repeats_its_header_row_and_closes_each_piece(count) 
         assert c.text.rstrip().endswith("\\end{tabular}\n\\end{table}")
         assert re.search(r"row \d+ & value \d+ & more words here \\\\\n", c.text)
         assert count([c.text])[0] <= 100
+
+
+def test_what_the_section_path_leaves_no_room_for_still_fits_the_window(count) -> None:  # type: ignore[no-untyped-def]
+    path = "\\title{page page page page page page page page page page stream stream Bayes Bayes stream}"
+    url = "![](https://cdn.mathpix.com/cropped/x-1.jpg?height=85&width=98)"
+    rows = "\n".join(f"\\hline {w} & {w} \\\\" for w in ["rank graph vector query"] * 12)
+    table = f"\\begin{{tabular}}{{|l|l|}}\n\\hline Head & Col \\\\\n{rows}\n\\hline\n\\end{{tabular}}"
+    page = f"{path}\n\n\\section{{page page page page page page page}}\n\n\\subsection{{page}}\n\n{url}\n\n{table}"
+    chunker = StreamChunker("doc", count, 40)
+    chunks, _ = chunker.add(1, page)
+    for c in chunks:
+        assert count([(section_context(c.section) if c.context else "") + c.text])[0] <= 40, c
+    bare = [c for c in chunks if not c.context]
+    assert url in [c.text for c in bare]  # whole, without its path: not cut
+    for c in bare:  # only runs with no space to cut at, too long to go with their path
+        assert not any(ch.isspace() for ch in c.text.strip())
+        assert count([section_context(c.section) + c.text])[0] > 40
+        assert c.section.endswith(" > page page page page page page page > page")  # kept as metadata
+        node = node_of(c)
+        assert node.get_content(MetadataMode.EMBED) == c.text and node.metadata["section"] == c.section
+        assert not chunk_of(node, "doc").context  # and read back so from a store
+    assert sum(c.text.count("\\hline") for c in chunks) >= 14  # the table: cut, every row kept
+    huge = "x_{1}+" * 300  # a run longer than the window alone is halved
+    chunks, _ = StreamChunker("doc", count, 40).add(1, huge)
+    assert len(chunks) > 1 and "".join(c.text for c in chunks) == huge
+    assert all(count([c.text])[0] <= 40 for c in chunks)
 
 
 def test_a_footnote_ending_a_page_does_not_break_the_paragraph_it_interrupts(count) -> None:  # type: ignore[no-untyped-def]

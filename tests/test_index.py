@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
+from llama_index.core import VectorStoreIndex
 from llama_index.core.schema import MetadataMode
+from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from conftest import coverage_counts, mmd_pages
 from streamrag import LiveIndex, PageEvent, RecordedStream
-from streamrag._nodes import node_of
+from streamrag._nodes import node_of, stored_node
 from streamrag._stream import read_recording
 
 
@@ -50,8 +53,9 @@ def test_any_arrival_order_with_duplicates_ends_in_the_same_index(
     assert sum(bool(u.removed) for u in updates) > 0  # neighbours arrived later and replaced chunks
 
     def snapshot(index: LiveIndex) -> list[tuple[str, str]]:
-        got = index._collection.get(include=["documents"])
-        return sorted(zip(got["ids"], got["documents"], strict=True))
+        got = index._collection.get(include=["documents", "metadatas"])
+        records = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        return sorted((i, stored_node(i, d, m).get_content()) for i, d, m in records)
 
     assert snapshot(shuffled) == snapshot(in_order)
     assert len(snapshot(in_order)) == len(in_order.chunks("doc"))
@@ -111,6 +115,44 @@ def test_a_store_chunked_differently_is_rewritten_on_resume(
     assert citations and {c.chunk_id for c in citations} <= want_ids
 
 
+def test_the_store_opens_in_llama_index_as_it_is_and_reads_older_records(
+    tmp_path: Path, embedder: Any, captures: list[Path]
+) -> None:
+    capture = capture_named(captures, "final-old")
+    index = LiveIndex(tmp_path / "store", embed_model=embedder)
+    for event in events(capture):
+        index.add_page(event)
+    texts = {c.chunk_id: c.text for c in index.chunks("doc")}
+    pages = index.page_texts("doc")
+    got = index._collection.get(include=["documents"])
+    assert set(got["ids"]) == set(texts) and not any(got["documents"])  # no Chroma documents to full-text-index
+    assert not any(index._ledger._collection.get(include=["documents"])["documents"])
+    stock = VectorStoreIndex.from_vector_store(ChromaVectorStore(chroma_collection=index._collection), embedder)
+    hits = stock.as_retriever(similarity_top_k=3).retrieve("PageRank")
+    assert len(hits) == 3 and all(h.node.get_content() == texts[h.node.node_id] for h in hits)
+
+    # the same store as earlier versions wrote it (and LlamaIndex's own store writes chunks): texts as documents
+    ledger = index._ledger._collection
+    old = ledger.get(include=["metadatas", "embeddings"])
+    ledger.delete(ids=old["ids"])
+    metas = [dict(m) for m in old["metadatas"]]
+    ledger.add(ids=old["ids"], embeddings=old["embeddings"], documents=[m.pop("text") for m in metas], metadatas=metas)
+    old = index._collection.get(include=["metadatas", "embeddings", "documents"])
+    nodes = [stored_node(i, d, m) for i, d, m in zip(old["ids"], old["documents"], old["metadatas"], strict=True)]
+    for node, vector in zip(nodes, old["embeddings"], strict=True):
+        node.embedding = list(vector)
+    index._collection.delete(ids=old["ids"])
+    ChromaVectorStore(chroma_collection=index._collection).add(nodes)
+    assert all(index._collection.get(include=["documents"])["documents"])
+
+    resumed = LiveIndex(tmp_path / "store", embed_model=embedder)
+    assert resumed.coverage("doc").complete and resumed.page_texts("doc") == pages
+    assert {c.chunk_id: c.text for c in resumed.chunks("doc")} == texts
+    assert all(resumed.add_page(e).duplicate for e in events(capture))
+    citations, _ = resumed.retrieve("What is the purpose of the E(p) term in the PageRank algorithm?", "doc", 1)
+    assert citations[0].page == 14 and "E(p)" in citations[0].text
+
+
 def test_retrieval_sees_pages_written_after_the_retriever_was_made(index: LiveIndex, captures: list[Path]) -> None:
     capture = capture_named(captures, "final-old")
     retriever = index.index.as_retriever(similarity_top_k=3)
@@ -145,8 +187,9 @@ def test_a_document_inserted_directly_is_split_to_the_models_window(index: LiveI
 
     text = "\n\n".join(t for t in mmd_pages(next(c for c in captures if c.name == "final-old")).values() if t)
     index.index.insert(Document(text=text, id_="whole-file"))
-    got = index._collection.get(where={"ref_doc_id": "whole-file"}, include=["documents"])
-    sizes = index._count(got["documents"])
+    got = index._collection.get(where={"ref_doc_id": "whole-file"}, include=["documents", "metadatas"])
+    records = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+    sizes = index._count([stored_node(i, d, m).get_content() for i, d, m in records])
     assert len(sizes) > 1 and max(sizes) <= index.chunk_tokens
     assert sum(sizes) >= 0.95 * index._count([text])[0]  # the whole text, split rather than cut off
 

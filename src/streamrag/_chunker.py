@@ -27,6 +27,7 @@ never blocks the others. Chunk ids are deterministic (document, spans, section, 
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import itertools
 import re
@@ -55,7 +56,10 @@ class Chunk:
     page texts, in order. ``text`` is ``prefix`` + the spanned text + ``suffix``: ``prefix``/``suffix``
     are the repeated opening/closing lines of a split environment. The first ``overlap`` characters
     of the spanned text repeat the end of the previous chunk (declared overlap). ``section`` is the
-    heading path the chunk sits under."""
+    heading path the chunk sits under; ``context`` is false for a chunk that fills the window alone
+    (a run with no space to cut at, such as a long URL): its path is kept in the metadata, not
+    embedded. ``tokens``: the word pieces the embedder reads (section context included) as the
+    chunker counted them, 0 when not known (a chunk read back from a store)."""
 
     doc_id: str
     text: str
@@ -64,6 +68,8 @@ class Chunk:
     section: str = ""
     suffix: str = ""
     overlap: int = 0
+    context: bool = field(default=True, compare=False)
+    tokens: int = field(default=0, compare=False)
 
     @property
     def pages(self) -> list[int]:
@@ -73,7 +79,7 @@ class Chunk:
     def page(self) -> int:
         return self.pieces[0][0]
 
-    @property
+    @functools.cached_property
     def chunk_id(self) -> str:
         """Deterministic: same document, spans, section and text → same id (re-writes are no-ops)."""
         key = f"{self.doc_id}|{self.pieces}|{self.section}|{self.text}".encode()
@@ -337,7 +343,9 @@ class StreamChunker:
                     pieces.append((page, start, end))
         text = "".join(self.pages[page][start:end] for page, start, end in pieces)
         content = [u for u in group if u.kind != "heading"] or group
-        return Chunk(self.doc_id, text, tuple(pieces), section=self._section(content[0].path))
+        section = self._section(content[0].path)
+        tokens = sum(u.tokens for u in group) + self._ctx_tokens.get(section, 0)
+        return Chunk(self.doc_id, text, tuple(pieces), section=section, tokens=tokens)
 
     def _overlap(self, chunks: list[Chunk]) -> list[Chunk]:
         """Each chunk after the first starts with the previous chunk's last sentences (whole ones that
@@ -366,10 +374,11 @@ class StreamChunker:
                 pieces = ((page, best, b), *chunk.pieces)
             spanned = "".join(self.pages[q][x:y] for q, x, y in pieces)
             overlap = len(spanned) - sum(y - x for _, x, y in chunk.pieces)
-            if self.count_tokens([section_context(chunk.section) + spanned])[0] > self.max_tokens:
+            tokens = self.count_tokens([section_context(chunk.section) + spanned])[0]
+            if tokens > self.max_tokens:
                 out.append(chunk)  # no room left for the overlap
                 continue
-            out.append(Chunk(self.doc_id, spanned, pieces, section=chunk.section, overlap=overlap))
+            out.append(Chunk(self.doc_id, spanned, pieces, section=chunk.section, overlap=overlap, tokens=tokens))
         return out
 
     def _split(self, unit: _Unit, section: str) -> list[Chunk]:
@@ -389,7 +398,10 @@ class StreamChunker:
         cuts = [c for c in cuts if 0 < c < len(text)]
         spans = _cut(text, cuts)
         extra = self._tokens([prefix + suffix])[0] if prefix or suffix else 0
-        budget = max(self._budget(section) - extra, 8)
+        if extra and self._budget(section) - extra < 8:  # no room to repeat the frame: cut without it
+            prefix = suffix = ""
+            extra = 0
+        budget = max(self._budget(section) - extra, 1)
         # pieces still too long: cut at spaces
         final: list[tuple[int, int]] = []
         sizes = self._tokens([text[a:b] for a, b in spans])
@@ -397,21 +409,24 @@ class StreamChunker:
             if n <= budget:
                 final.append((a, b))
             else:
-                words = [m.end() for m in re.finditer(r"\s+", text[a:b])]
-                per = max(1, len(words) * budget // max(n, 1) - 1)
-                sub = [a + w for w in words[per - 1 :: per]] if words else []
-                final += _cut(text, [c for c in sub if a < c < b], a, b)
+                words = [a + m.end() for m in re.finditer(r"\s+", text[a:b])]  # re-packed below
+                final += _cut(text, [c for c in words if a < c < b], a, b)
+        # a run with no space to cut at that is too long for the path: a chunk without the path, halved
+        # only if even the window alone cannot hold it
+        alone = max(self.max_tokens - extra, 1)
+        final = [half for a, b in final for half in self._halves(text, a, b, alone)]
         # greedy re-pack of the pieces
         sizes = self._tokens([text[a:b] for a, b in final])
         groups: list[tuple[int, int]] = []
-        size = 0
+        group_sizes: list[int] = []
         for (a, b), n in zip(final, sizes, strict=True):
-            if groups and size + n <= budget:
+            if groups and group_sizes[-1] <= budget and group_sizes[-1] + n <= budget:
                 groups[-1] = (groups[-1][0], b)
-                size += n
+                group_sizes[-1] += n
             else:
                 groups.append((a, b))
-                size = n
+                group_sizes.append(n)
+        ctx = self._ctx_tokens.get(section, 0)
         chunks = []
         for k, (a, b) in enumerate(groups):
             spans_: list[tuple[int, int, int]] = []
@@ -425,8 +440,17 @@ class StreamChunker:
             if suffix and k < len(groups) - 1:
                 end = suffix if text[a:b].endswith("\n") else "\n" + suffix
             body = rep + text[a:b] + end
-            chunks.append(Chunk(self.doc_id, body, tuple(spans_), prefix=rep, section=section, suffix=end))
+            context = group_sizes[k] <= budget
+            tokens = group_sizes[k] + (ctx if context else 0) + (extra if rep or end else 0)
+            chunks.append(Chunk(self.doc_id, body, tuple(spans_), rep, section, end, context=context, tokens=tokens))
         return chunks
+
+    def _halves(self, text: str, a: int, b: int, budget: int) -> list[tuple[int, int]]:
+        """``[a, b)``, halved until each half fits ``budget`` (a run longer than the window)."""
+        if b - a <= 1 or self._tokens([text[a:b]])[0] <= budget:
+            return [(a, b)]
+        m = (a + b) // 2
+        return self._halves(text, a, m, budget) + self._halves(text, m, b, budget)
 
 
 def _is_table(text: str) -> bool:

@@ -2,8 +2,9 @@
 queries answered over whatever is indexed, with coverage per document.
 
 Built on llama-index-core: chunks are ``TextNode``s, embedded by a ``BaseEmbedding`` and written
-through ``VectorStoreIndex`` into a ``ChromaVectorStore``. Writes are serialised; queries run
-alongside them and always see the latest writes (each query asks the store afresh).
+through ``VectorStoreIndex`` into a ``ChromaVectorStore`` (:class:`~streamrag._nodes.ChunkStore`).
+Writes are serialised; queries run alongside them and always see the latest writes (each query asks
+the store afresh).
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
 )
-from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from ._chunker import Chunk, StreamChunker
 from ._embedding import load_embedder, token_counter, window, window_splitter
 from ._models import Citation, Coverage, PageEvent
-from ._nodes import DOC_KEY, chunk_of, node_of
+from ._nodes import DOC_KEY, ChunkStore, chunk_of, node_of, stored_node
 from ._store import DEFAULT_COLLECTION, PageLedger, SearchLock, StoreSpec, chunk_collection, is_server, open_chroma
 
 __all__ = ["DEFAULT_COLLECTION", "LiveIndex", "PageUpdate"]
@@ -115,9 +115,7 @@ class LiveIndex:
         if vector_store is not None and not vector_store.stores_text:
             raise ValueError(f"{type(vector_store).__name__} does not store text; a live index needs one that does")
         self.custom_store = vector_store
-        self.vector_store: BasePydanticVectorStore = vector_store or ChromaVectorStore(
-            chroma_collection=self._collection
-        )
+        self.vector_store: BasePydanticVectorStore = vector_store or ChunkStore(self._collection)
         self._count = token_counter(self.embed_model)
         self.chunk_tokens = chunk_tokens or window(self.embed_model) - 2  # [CLS] and [SEP]
         self.section_context = section_context
@@ -157,7 +155,7 @@ class LiveIndex:
         replaced but before the replacing page's record landed)."""
         stored = set(self._collection.get(where={DOC_KEY: doc_id}, include=[])["ids"])
         orphans = stored - {c.chunk_id for c in wanted}
-        missing = self._embedded([node_of(c, self.section_context) for c in wanted if c.chunk_id not in stored])
+        missing = self._embedded([c for c in wanted if c.chunk_id not in stored])
         if orphans or missing:
             log.info("document %s: %d chunks written, %d orphans removed", doc_id, len(missing), len(orphans))
             with self._search_lock.writing():
@@ -166,13 +164,16 @@ class LiveIndex:
                 if orphans:
                     self._collection.delete(ids=sorted(orphans))
 
-    def _embedded(self, nodes: list[TextNode]) -> list[TextNode]:
-        """``nodes`` with their embeddings set, embedded shortest first: the model pads each batch
-        to its longest input, so batches of like lengths waste no work on padding (chunks range from
-        a line to the window)."""
+    def _embedded(self, chunks: list[Chunk]) -> list[TextNode]:
+        """The chunks' nodes with their embeddings set, embedded shortest first: the model pads each
+        batch to its longest input, so batches of like lengths waste no work on padding (chunks range
+        from a line to the window). The chunker's word-piece counts rank them (ranking by characters
+        padded 14 % more)."""
+        nodes = [node_of(c, self.section_context) for c in chunks]
         if nodes:
             texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-            order = sorted(range(len(texts)), key=self._count(texts).__getitem__)
+            sizes = [c.tokens for c in chunks] if all(c.tokens for c in chunks) else self._count(texts)
+            order = sorted(range(len(texts)), key=sizes.__getitem__)
             vectors = self.embed_model.get_text_embedding_batch([texts[i] for i in order])
             for i, vector in zip(order, vectors, strict=True):
                 nodes[i].embedding = vector
@@ -209,7 +210,7 @@ class LiveIndex:
                 landed.append((doc, event))
                 updates.append(PageUpdate(event, [c.chunk_id for c in new], [c.chunk_id for c in stale]))
             # embedding is slow: done before the lock that queries wait on
-            nodes = self._embedded([node_of(c, self.section_context) for c in to_add.values()])
+            nodes = self._embedded(list(to_add.values()))
             # a query reads coverage under this lock after its search, so whatever it found is covered
             with self._state_lock, self._search_lock.writing():
                 if nodes:
@@ -300,7 +301,7 @@ class LiveIndex:
         """Every chunk of a document as stored in Chroma, in document order."""
         got = self._collection.get(where={DOC_KEY: doc_id}, include=["documents", "metadatas"])
         chunks = [
-            chunk_of(TextNode(id_=i, text=t, metadata=m), doc_id)
+            chunk_of(stored_node(i, t, m), doc_id)
             for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
         return sorted(chunks, key=lambda c: c.pieces[0])
