@@ -384,7 +384,6 @@ class StreamChunker:
     def _split(self, unit: _Unit, section: str) -> list[Chunk]:
         """An oversized unit cut at row/line (atomic) or sentence boundaries, then at words; pieces
         of an environment repeat its opening and get its closing, so each is well-formed."""
-        flat = [(page, i) for page, start, end in unit.pieces for i in range(start, end)]
         text = unit.text
         prefix = suffix = ""
         if unit.kind == "atomic":
@@ -429,12 +428,7 @@ class StreamChunker:
         ctx = self._ctx_tokens.get(section, 0)
         chunks = []
         for k, (a, b) in enumerate(groups):
-            spans_: list[tuple[int, int, int]] = []
-            for page, i in flat[a:b]:
-                if spans_ and spans_[-1][0] == page and spans_[-1][2] == i:
-                    spans_[-1] = (page, spans_[-1][1], i + 1)
-                else:
-                    spans_.append((page, i, i + 1))
+            spans_ = _spans(unit.pieces, a, b)
             rep = prefix if k > 0 else ""
             end = ""
             if suffix and k < len(groups) - 1:
@@ -442,7 +436,7 @@ class StreamChunker:
             body = rep + text[a:b] + end
             context = group_sizes[k] <= budget
             tokens = group_sizes[k] + (ctx if context else 0) + (extra if rep or end else 0)
-            chunks.append(Chunk(self.doc_id, body, tuple(spans_), rep, section, end, context=context, tokens=tokens))
+            chunks.append(Chunk(self.doc_id, body, spans_, rep, section, end, context=context, tokens=tokens))
         return chunks
 
     def _halves(self, text: str, a: int, b: int, budget: int) -> list[tuple[int, int]]:
@@ -455,6 +449,22 @@ class StreamChunker:
 
 def _is_table(text: str) -> bool:
     return text.startswith(("\\begin{tabular", "\\begin{table", "|"))
+
+
+def _spans(pieces: list[tuple[int, int, int]], a: int, b: int) -> tuple[tuple[int, int, int], ...]:
+    """The page spans of characters ``[a, b)`` of a unit whose text is its ``pieces`` end to end."""
+    spans: list[tuple[int, int, int]] = []
+    pos = 0
+    for page, start, end in pieces:
+        lo, hi = max(a, pos), min(b, pos + end - start)
+        if lo < hi:
+            first, last = start + lo - pos, start + hi - pos
+            if spans and spans[-1][0] == page and spans[-1][2] == first:
+                spans[-1] = (page, spans[-1][1], last)
+            else:
+                spans.append((page, first, last))
+        pos += end - start
+    return tuple(spans)
 
 
 def _cut(text: str, cuts: list[int], start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
